@@ -1,0 +1,126 @@
+"""The Backend contract: run tasks on P long-lived workers, one result at a time.
+
+A task is a value: the dotted path of a function and its keyword arguments (plain, picklable
+values). A worker resolves the path, calls ``fn(ctx, **kwargs)`` with its :class:`WorkerContext`,
+and sends back a :class:`TaskResult`. The driver never imports what the task runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Callable
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """Run ``fn`` (``"package.module:function"``) on a worker with ``kwargs``."""
+
+    task_id: int
+    fn: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    """What a worker sends back for one :class:`TaskRequest`.
+
+    ``ok`` is False when the function raised; then ``error`` is the exception's one-line summary
+    and ``traceback`` the worker-side traceback. Times are the worker's ``time.time()``.
+    """
+
+    task_id: int
+    worker_id: int
+    ok: bool
+    value: Any = None
+    error: str = ""
+    traceback: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass
+class WorkerContext:
+    """State a worker keeps for its whole life: passed as the first argument of every task.
+
+    ``cache`` holds what tasks keep between calls (models built, partitions read). It belongs to
+    one worker task and is dropped with it, never shared between runs.
+    """
+
+    worker_id: int
+    num_workers: int
+    cores: int = 1
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_function(path: str) -> Callable[..., Any]:
+    """Import ``"package.module:function"`` and return the function.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is not of the form ``module:function`` or the function does not exist.
+    """
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"A task function must be given as 'package.module:function'. Received: {path!r}")
+    module = importlib.import_module(module_name)
+    try:
+        fn = getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"Module {module_name!r} has no function {attr!r} (task function {path!r}).") from None
+    if not callable(fn):
+        raise ValueError(f"Task function {path!r} is not callable: {type(fn).__name__}.")
+    return fn  # type: ignore[no-any-return]
+
+
+class Backend(ABC):
+    """P long-lived workers that run :class:`TaskRequest`s.
+
+    Use as a context manager, or call :meth:`start` and :meth:`shutdown`::
+
+        with backend:
+            backend.submit(0, TaskRequest(1, "pkg.mod:fn", {"x": 1}))
+            result = backend.next_result(timeout=60)
+
+    A worker runs one task at a time; tasks submitted to a busy worker wait in its queue, in order.
+    """
+
+    @property
+    @abstractmethod
+    def num_workers(self) -> int:
+        """Number of workers (P)."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Launch the workers and return once every one of them is ready to take tasks.
+
+        Raises ``BackendError`` if the workers cannot be started (with the reason)."""
+
+    @abstractmethod
+    def submit(self, worker_id: int, request: TaskRequest) -> None:
+        """Queue ``request`` on worker ``worker_id``; returns at once."""
+
+    @abstractmethod
+    def next_result(self, timeout: float | None = None) -> TaskResult | None:
+        """Block until some worker finishes a task and return its result, or ``None`` after
+        ``timeout`` seconds. Raises ``BackendError`` if a worker or the backend itself died."""
+
+    @abstractmethod
+    def shutdown(self) -> None:
+        """Stop every worker and release threads, sockets and jobs. Idempotent; safe after a failure."""
+
+    def describe(self) -> str:
+        """A one-line description for logs."""
+        return f"{type(self).__name__}(num_workers={self.num_workers})"
+
+    def __enter__(self) -> Backend:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown()

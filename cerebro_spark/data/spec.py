@@ -1,0 +1,102 @@
+"""Descriptions of prepared data: plain values shared by the driver (prepare) and workers (read).
+
+Nothing here imports Spark, pyarrow or Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Version of the prepared-data metadata format (``_metadata.json``).
+METADATA_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """One feature or label column as stored: its name, numpy dtype name and per-row shape.
+
+    ``shape`` is ``()`` for a scalar column, ``(n,)`` for an array or vector of length ``n``,
+    ``(a, b)`` for an array of arrays.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionSpec:
+    """One Parquet file of prepared data: its Store key and row count."""
+
+    key: str
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    """Prepared data in a Store: P training partitions and P validation partitions (maybe empty).
+
+    Written as ``<root>/_metadata.json`` by data preparation; its presence marks a complete preparation.
+    """
+
+    fingerprint: str
+    root: str
+    features: tuple[ColumnSpec, ...]
+    labels: tuple[ColumnSpec, ...]
+    train: tuple[PartitionSpec, ...]
+    val: tuple[PartitionSpec, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    format: int = METADATA_FORMAT
+
+    @property
+    def num_partitions(self) -> int:
+        """Number of training partitions (one per worker)."""
+        return len(self.train)
+
+    @property
+    def train_rows(self) -> int:
+        return sum(p.rows for p in self.train)
+
+    @property
+    def val_rows(self) -> int:
+        return sum(p.rows for p in self.val)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_rows > 0
+
+    @property
+    def metadata_key(self) -> str:
+        return f"{self.root}/_metadata.json"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the content of ``_metadata.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetSpec:
+        """The inverse of :meth:`to_dict`. Raises ``ValueError`` for a newer metadata format."""
+        fmt = int(d.get("format", METADATA_FORMAT))
+        if fmt > METADATA_FORMAT:
+            raise ValueError(
+                f"Prepared data at {d.get('root')!r} has metadata format {fmt}, newer than this "
+                f"cerebro_spark understands ({METADATA_FORMAT}). Upgrade cerebro_spark or prepare the data again."
+            )
+
+        def cols(items: list[dict[str, Any]]) -> tuple[ColumnSpec, ...]:
+            return tuple(ColumnSpec(c["name"], c["dtype"], tuple(c["shape"])) for c in items)
+
+        def parts(items: list[dict[str, Any]]) -> tuple[PartitionSpec, ...]:
+            return tuple(PartitionSpec(p["key"], int(p["rows"])) for p in items)
+
+        return cls(
+            fingerprint=d["fingerprint"],
+            root=d["root"],
+            features=cols(d["features"]),
+            labels=cols(d["labels"]),
+            train=parts(d["train"]),
+            val=parts(d.get("val", [])),
+            params=dict(d.get("params", {})),
+            format=fmt,
+        )

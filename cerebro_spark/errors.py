@@ -1,0 +1,52 @@
+"""One exception hierarchy for cerebro_spark.
+
+Every error a user can cause derives from :class:`CerebroError` and from the builtin exception
+users already catch (``ValueError`` for bad values, ``RuntimeError`` for failures at run time).
+"""
+
+from __future__ import annotations
+
+
+class CerebroError(Exception):
+    """Base class for all cerebro_spark errors."""
+
+
+class InvalidParamError(CerebroError, ValueError, TypeError):
+    """A parameter has an invalid value or type."""
+
+
+class DataError(CerebroError, ValueError):
+    """The input DataFrame or prepared data does not fit what was asked (columns, types, nulls, rows)."""
+
+
+class StoreError(CerebroError, OSError):
+    """The Store cannot be created, read or written."""
+
+
+class SearchSpaceError(CerebroError, ValueError):
+    """A search space or one of its dimensions is invalid."""
+
+
+class SchedulerError(CerebroError, RuntimeError):
+    """The scheduler was asked something that breaks its invariants (a driver bug, not a user error)."""
+
+
+class BackendError(CerebroError, RuntimeError):
+    """The backend could not start, reach or keep its workers."""
+
+
+class AuthenticationError(BackendError):
+    """A peer on the control plane failed the challenge: wrong or missing secret."""
+
+
+class TaskFailedError(BackendError):
+    """A task raised on a worker. Carries the worker id and the remote traceback."""
+
+    def __init__(self, message: str, *, worker_id: int | None = None, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.remote_traceback = remote_traceback
+
+
+class TrainingError(CerebroError, RuntimeError):
+    """Model training failed (every model failed, or the search could not finish)."""
