@@ -1,0 +1,45 @@
+"""Fixtures shared by the whole suite.
+
+One SparkSession for the whole run (``spark``), created on first use only, so that the pure unit
+tests under ``tests/unit`` never start a JVM. Set ``CEREBRO_TEST_MASTER`` to run the Spark tests on
+another master, e.g. ``local-cluster[2,1,1024]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real local SparkSession: ``local[2]`` by default."""
+    # Workers must run this interpreter (the one with TensorFlow), and on the loopback address.
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    master = os.environ.get("CEREBRO_TEST_MASTER", "local[2]")
+    session = (
+        SparkSession.builder.master(master)
+        .appName("cerebro-spark-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.driver.memory", "1g")
+        .config("spark.executor.memory", "1g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh local Store under pytest's temporary folder."""
+    from cerebro_spark.store.base import Store
+
+    return Store.create(str(tmp_path / "store"))
