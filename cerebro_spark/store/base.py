@@ -130,13 +130,15 @@ class Store(ABC):
     def local_copy(self, key: str) -> Iterator[str]:
         """A local path holding ``key``'s content for the duration of the ``with`` block
         (the file itself on a local Store, else a temporary download)."""
-        path = self.local_path(key)
-        if path is not None:
-            yield path
-            return
         import os
         import tempfile
 
+        path = self.local_path(key)
+        if path is not None:
+            if not os.path.isfile(path):  # as a download would: a missing key must not yield a bad path
+                raise FileNotFoundError(f"No file at key {key!r} in Store {self.url!r}")
+            yield path
+            return
         with tempfile.TemporaryDirectory(prefix="cerebro-") as tmp:
             dest = os.path.join(tmp, key.rsplit("/", 1)[-1])
             self.download(key, dest)

@@ -1,0 +1,1 @@
+"""Test helpers that ship with cerebro_spark: conformance checks and fakes."""
