@@ -1,0 +1,67 @@
+"""Pure search algorithms and search spaces (numpy only; no Spark, no Keras, no I/O)."""
+
+from __future__ import annotations
+
+from cerebro_spark.search.base import (
+    Decision,
+    SearchAlgorithm,
+    SingleTrialAlgorithm,
+    Trial,
+    check_positive_int,
+    make_model_id,
+)
+from cerebro_spark.search.grid_search import GridSearchAlgorithm
+from cerebro_spark.search.metrics import Mode, best_index, infer_mode, is_better, resolve_mode
+from cerebro_spark.search.random_search import RandomSearchAlgorithm
+from cerebro_spark.search.space import (
+    MAX_GRID_VALUES,
+    Choice,
+    Dimension,
+    LogUniform,
+    QLogUniform,
+    QUniform,
+    Uniform,
+    describe_space,
+    grid,
+    hp_choice,
+    hp_loguniform,
+    hp_qloguniform,
+    hp_quniform,
+    hp_uniform,
+    sample,
+    stable_hash,
+    validate_space,
+)
+
+__all__ = [
+    "MAX_GRID_VALUES",
+    "Choice",
+    "Decision",
+    "Dimension",
+    "GridSearchAlgorithm",
+    "LogUniform",
+    "Mode",
+    "QLogUniform",
+    "QUniform",
+    "RandomSearchAlgorithm",
+    "SearchAlgorithm",
+    "SingleTrialAlgorithm",
+    "Trial",
+    "Uniform",
+    "best_index",
+    "check_positive_int",
+    "describe_space",
+    "grid",
+    "hp_choice",
+    "hp_loguniform",
+    "hp_qloguniform",
+    "hp_quniform",
+    "hp_uniform",
+    "infer_mode",
+    "is_better",
+    "make_model_id",
+    "resolve_mode",
+    "sample",
+    "stable_hash",
+    "validate_space",
+]

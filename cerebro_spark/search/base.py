@@ -1,0 +1,123 @@
+"""The epoch template every search algorithm follows.
+
+An algorithm proposes its first trials; after each epoch of each model it sees that model's metrics
+and decides whether the model stops, and which new trials (if any) start. Grid, random, TPE,
+Hyperband/ASHA and human-in-the-loop searches all fit this shape. Algorithms are pure: no I/O,
+no clock, randomness only from their seed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cerebro_spark.errors import InvalidParamError
+
+
+def make_model_id(index: int) -> str:
+    """Return the id of the ``index``-th model an algorithm creates: ``"m0000"``, ``"m0001"``, ...
+
+    Examples
+    --------
+    >>> make_model_id(7)
+    'm0007'
+    """
+    return f"m{index:04d}"
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int >= 1, else raise :class:`InvalidParamError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidParamError(f"{name} must be an int >= 1. Received: {name}={value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One model to train: its id (chosen by the algorithm) and its hyperparameters."""
+
+    model_id: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happens after a model's epoch: stop it (with a reason) or not, and trials to start."""
+
+    stop: bool
+    reason: str = ""
+    new_trials: tuple[Trial, ...] = ()
+
+
+class SearchAlgorithm(ABC):
+    """Base class of the search algorithms (the epoch template).
+
+    Subclasses set ``num_epochs`` and implement :meth:`initial_trials`; they may override
+    :meth:`on_epoch_end` (early stopping, new trials) and extend :meth:`state`.
+    """
+
+    num_epochs: int
+
+    @abstractmethod
+    def initial_trials(self) -> list[Trial]:
+        """Return the trials to start with (the same list on every call)."""
+
+    def on_epoch_end(self, model_id: str, epoch: int, metrics: Mapping[str, float]) -> Decision:
+        """Decide what happens to ``model_id`` after ``epoch`` (1-based) given its ``metrics``.
+
+        The default stops a model once it has trained ``num_epochs`` epochs and never adds trials.
+
+        Parameters
+        ----------
+        model_id : str
+            The model that finished an epoch.
+        epoch : int
+            The epoch it finished (1-based).
+        metrics : Mapping[str, float]
+            Its metrics for that epoch (``train_*`` and ``val_*``).
+
+        Returns
+        -------
+        Decision
+            ``stop=True`` with reason ``"completed N epochs"`` at the last epoch, else ``stop=False``.
+        """
+        if epoch >= self.num_epochs:
+            return Decision(stop=True, reason=f"completed {self.num_epochs} epochs")
+        return Decision(stop=False)
+
+    def state(self) -> dict[str, Any]:
+        """Return a JSON-able description of the algorithm, for the run record."""
+        return {"name": type(self).__name__, "num_epochs": self.num_epochs}
+
+
+class SingleTrialAlgorithm(SearchAlgorithm):
+    """One model (``"m0000"``, no hyperparameters) trained for ``num_epochs`` epochs.
+
+    What a plain ``KerasEstimator.fit`` runs: a search with nothing to choose.
+
+    Parameters
+    ----------
+    num_epochs : int
+        Epochs to train (>= 1).
+
+    Raises
+    ------
+    InvalidParamError
+        If ``num_epochs`` is not an int >= 1.
+
+    Examples
+    --------
+    >>> SingleTrialAlgorithm(2).initial_trials()
+    [Trial(model_id='m0000', params={})]
+    """
+
+    def __init__(self, num_epochs: int) -> None:
+        self.num_epochs = check_positive_int("num_epochs", num_epochs)
+
+    def initial_trials(self) -> list[Trial]:
+        return [Trial(make_model_id(0), {})]
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "name": "single"}
