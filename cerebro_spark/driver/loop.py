@@ -1,0 +1,369 @@
+"""The MOP training loop on the driver: scheduler <-> backend <-> Store.
+
+The scheduler decides which (model, partition) unit runs on which worker; the backend runs it;
+the driver records every completed unit (``journal.jsonl``), closes epochs (row-weighted
+metrics, ``history.jsonl``), asks the search algorithm what to do after each epoch (continue,
+stop, add models), and keeps the checkpoints that matter (latest and best epoch). It imports
+neither Spark nor Keras: models arrive as :class:`ModelSpec` values from ``model_factory`` and
+tasks are dotted paths.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult
+from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver.records import EpochRecord, ModelRecord, SearchResult, UnitRecord, weighted_means
+from cerebro_spark.errors import BackendError, SchedulerError, TaskFailedError, TrainingError
+from cerebro_spark.scheduler import Assignment, EpochEnd, MopScheduler, UnitKind
+from cerebro_spark.search import SearchAlgorithm, Trial, is_better
+from cerebro_spark.store import layout
+from cerebro_spark.store.base import Store
+from cerebro_spark.training.model_spec import ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskNames:
+    """Dotted paths of the worker tasks (tests swap in fakes that need no TensorFlow)."""
+
+    setup: str = "cerebro_spark.training.trainer:setup_worker"
+    train: str = "cerebro_spark.training.trainer:train_sub_epoch"
+    evaluate: str = "cerebro_spark.training.trainer:evaluate"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How one search runs. ``metric`` is a history name such as ``val_loss``; ``mode`` min or max."""
+
+    run_id: str
+    metric: str
+    mode: str
+    seed: int
+    deterministic: bool = False
+    fixed_order: bool = True
+    result_timeout_s: float = 3600.0
+
+
+class DriverCallback:
+    """Hooks called on the driver as the search goes (progress displays, TensorBoard, tests)."""
+
+    def on_unit_end(self, unit: UnitRecord) -> None:
+        """A unit completed."""
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        """A model finished an epoch (training and validation)."""
+
+
+@dataclass
+class _Flight:
+    assignment: Assignment
+    submitted_at: float
+
+
+@dataclass
+class _EpochParts:
+    train: list[tuple[dict[str, float], int]] = field(default_factory=list)
+    val: list[tuple[dict[str, float], int]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class MopDriver:
+    """Runs one search with Model Hopper Parallelism. Call :meth:`run` once."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        store: Store,
+        dataset: DatasetSpec,
+        search: SearchAlgorithm,
+        model_factory: Callable[[Trial], ModelSpec],
+        settings: RunSettings,
+        *,
+        tasks: TaskNames = TaskNames(),
+        callbacks: Sequence[DriverCallback] = (),
+    ) -> None:
+        self.backend = backend
+        self.store = store
+        self.dataset = dataset
+        self.search = search
+        self.model_factory = model_factory
+        self.settings = settings
+        self.tasks = tasks
+        self.callbacks = list(callbacks)
+        self.scheduler = MopScheduler(
+            backend.num_workers,
+            seed=settings.seed,
+            fixed_order=settings.fixed_order,
+            evaluate=dataset.has_validation,
+        )
+        self.models: dict[str, ModelRecord] = {}
+        self.specs: dict[str, ModelSpec] = {}
+        self.units: list[UnitRecord] = []
+        self._flights: dict[int, _Flight] = {}
+        self._parts: dict[str, _EpochParts] = {}
+        self._live_versions: dict[str, set[int]] = {}
+        self._failing: set[str] = set()
+        self._task_ids = 0
+        if dataset.num_partitions != backend.num_workers:
+            raise SchedulerError(
+                f"The prepared data has {dataset.num_partitions} training partitions but the backend has "
+                f"{backend.num_workers} workers; MOP needs one partition per worker."
+            )
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def run(self, initial_trials: Sequence[Trial] | None = None) -> SearchResult:
+        """Train every model of the search; returns when no model is left to train.
+
+        ``initial_trials`` defaults to ``search.initial_trials()`` (pass them when the caller already
+        asked the algorithm, to build and check models before any Spark job).
+        """
+        started = time.time()
+        trials = self.search.initial_trials() if initial_trials is None else initial_trials
+        for trial in trials:
+            self._add_model(trial)  # build every initial model before any Spark job
+        self._write_run_record("running", started)
+        status = "failed"
+        try:
+            self.backend.start()
+            self._setup_workers()
+            started = time.time()  # the search itself, without the workers' start-up
+            while not self.scheduler.is_finished():
+                self._dispatch()
+                self._on_result(self._next_result())
+            status = "completed"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self.backend.shutdown()
+            self._write_run_record(status, started)
+        return self._result(time.time() - started)
+
+    def _setup_workers(self) -> None:
+        kwargs = {"seed": self.settings.seed, "deterministic": self.settings.deterministic}
+        for worker in range(self.backend.num_workers):
+            self.backend.submit(worker, TaskRequest(self._new_task_id(), self.tasks.setup, kwargs))
+        for _ in range(self.backend.num_workers):
+            result = self._next_result()
+            if not result.ok:
+                raise TaskFailedError(
+                    f"Worker {result.worker_id} failed to set up: {result.error}\n{result.traceback}",
+                    worker_id=result.worker_id,
+                    remote_traceback=result.traceback,
+                )
+            logger.debug("worker %d ready: %s", result.worker_id, result.value)
+
+    def _dispatch(self) -> None:
+        busy = {flight.assignment.worker_id for flight in self._flights.values()}
+        idle = [w for w in range(self.backend.num_workers) if w not in busy]
+        for assignment in self.scheduler.next_assignments(idle):
+            if assignment.unit.model_id in self._failing:  # its other units are still out: wait for them
+                self.scheduler.put_back(assignment)
+                continue
+            task_id = self._new_task_id()
+            self._flights[task_id] = _Flight(assignment, time.time())
+            self.backend.submit(assignment.worker_id, self._request(task_id, assignment))
+        if not self._flights and not self.scheduler.is_finished():
+            raise SchedulerError(
+                f"No unit can run but the search is not finished (active models: "
+                f"{self.scheduler.active_models}). This is a bug in cerebro_spark."
+            )
+
+    def _request(self, task_id: int, a: Assignment) -> TaskRequest:
+        unit, spec = a.unit, self.specs[a.unit.model_id]
+        common = {"store": self.store, "dataset": self.dataset, "model": spec, "partition": unit.partition}
+        version = self.models[unit.model_id].version
+        if unit.kind is UnitKind.TRAIN:
+            kwargs = {**common, "epoch": unit.epoch, "from_version": version, "seed": self.settings.seed}
+            return TaskRequest(task_id, self.tasks.train, kwargs)
+        return TaskRequest(task_id, self.tasks.evaluate, {**common, "version": version})
+
+    def _next_result(self) -> TaskResult:
+        result = self.backend.next_result(timeout=self.settings.result_timeout_s)
+        if result is None:
+            raise BackendError(
+                f"No worker reported for {self.settings.result_timeout_s:.0f}s "
+                f"(units in flight: {[f.assignment.unit for f in self._flights.values()]})."
+            )
+        return result
+
+    # ---- results -----------------------------------------------------------------------------------
+
+    def _on_result(self, result: TaskResult) -> None:
+        flight = self._flights.pop(result.task_id, None)
+        if flight is None:
+            logger.warning("ignoring a result for unknown task %d from worker %d", result.task_id, result.worker_id)
+            return
+        a, model_id = flight.assignment, flight.assignment.unit.model_id
+        if not result.ok or model_id in self._failing:
+            self._on_failure(a, result)
+            return
+        value = result.value
+        record = self.models[model_id]
+        if a.unit.kind is UnitKind.TRAIN:
+            record.version = int(value["version"])
+            self._live_versions.setdefault(model_id, set()).add(record.version)
+            parts = self._parts.setdefault(model_id, _EpochParts())
+            parts.train.append((value["metrics"], value["rows"]))
+            parts.train_seconds += result.finished_at - result.started_at
+        else:
+            self._parts.setdefault(model_id, _EpochParts()).val.append((value["metrics"], value["rows"]))
+        unit = UnitRecord(
+            model_id, a.unit.epoch, a.unit.partition, a.unit.kind.value, a.worker_id, record.version,
+            int(value["rows"]), dict(value["metrics"]), dict(value.get("timings", {})),
+            flight.submitted_at, result.started_at, result.finished_at, time.time(),
+        )  # fmt: skip
+        self.units.append(unit)
+        self.store.append_text(layout.journal_key(self.settings.run_id), json.dumps(unit.to_dict()) + "\n")
+        for callback in self.callbacks:
+            callback.on_unit_end(unit)
+        end = self.scheduler.complete(a)
+        if end is not None:
+            self._on_epoch_end(end)
+
+    def _on_epoch_end(self, end: EpochEnd) -> None:
+        model = self.models[end.model_id]
+        parts = self._parts.pop(end.model_id, _EpochParts())
+        metrics = weighted_means(parts.train)
+        metrics.update({f"val_{k}": v for k, v in weighted_means(parts.val).items()})
+        record = EpochRecord(
+            end.model_id, end.epoch, metrics, model.version,
+            sum(r for _, r in parts.train), sum(r for _, r in parts.val), parts.train_seconds, time.time(),
+        )  # fmt: skip
+        model.history.append(record)
+        self.store.append_text(
+            layout.history_key(self.settings.run_id, end.model_id), json.dumps(record.to_dict()) + "\n"
+        )
+        self._update_best(model, record)
+        for callback in self.callbacks:
+            callback.on_epoch_end(record)
+        logger.info("model %s epoch %d: %s", end.model_id, end.epoch, _format_metrics(metrics))
+        decision = self.search.on_epoch_end(end.model_id, end.epoch, metrics)
+        if decision.stop:
+            self.scheduler.stop_model(end.model_id)
+            model.status = "completed" if end.epoch >= self.search.num_epochs else "stopped"
+            model.reason = decision.reason
+        else:
+            self.scheduler.continue_model(end.model_id)
+        for trial in decision.new_trials:
+            self._add_model(trial)
+
+    def _update_best(self, model: ModelRecord, record: EpochRecord) -> None:
+        metric = self.settings.metric
+        if metric not in record.metrics:
+            raise TrainingError(
+                f"The evaluation metric {metric!r} is not among the metrics of model {model.model_id!r}: "
+                f"{sorted(record.metrics)}. Pass one of those as the evaluation metric."
+            )
+        best = None if model.best_epoch is None else model.history[model.best_epoch - 1].metrics[metric]
+        if is_better(record.metrics[metric], best, self.settings.mode):
+            model.best_epoch, model.best_version = record.epoch, record.version
+        self._collect_checkpoints(model)
+
+    def _collect_checkpoints(self, model: ModelRecord) -> None:
+        """Delete checkpoints that are neither the latest nor the best epoch's."""
+        keep = {model.version, model.best_version}
+        live = self._live_versions.setdefault(model.model_id, set())
+        for version in sorted(live - keep):
+            self.store.delete(layout.checkpoint_key(self.settings.run_id, model.model_id, version))
+            live.discard(version)
+
+    def _on_failure(self, a: Assignment, result: TaskResult) -> None:
+        """A unit failed: the model is marked failed with its error; the others go on."""
+        model_id = a.unit.model_id
+        self.scheduler.put_back(a)
+        model = self.models[model_id]
+        if not result.ok and not model.error:
+            model.error = f"{result.error}\n{result.traceback}".strip()
+            logger.error(
+                "model %s failed on worker %d (%s unit, epoch %d, partition %d): %s",
+                model_id, a.worker_id, a.unit.kind.value, a.unit.epoch, a.unit.partition, result.error,
+            )  # fmt: skip
+        self._failing.add(model_id)
+        if not any(f.assignment.unit.model_id == model_id for f in self._flights.values()):
+            self.scheduler.stop_model(model_id)
+            self._failing.discard(model_id)
+            model.status, model.reason = "failed", result.error or model.reason
+
+    # ---- bookkeeping -------------------------------------------------------------------------------
+
+    def _add_model(self, trial: Trial) -> None:
+        spec = self.model_factory(trial)
+        self.specs[trial.model_id] = spec
+        self.models[trial.model_id] = ModelRecord(trial.model_id, dict(trial.params))
+        self._live_versions[trial.model_id] = {0}
+        self.scheduler.add_model(trial.model_id)
+
+    def _new_task_id(self) -> int:
+        self._task_ids += 1
+        return self._task_ids
+
+    def _best_model_id(self) -> str | None:
+        best_id, best_value = None, None
+        for model in self.models.values():  # insertion order: ties go to the earlier model
+            if model.best_epoch is None:
+                continue
+            value = model.history[model.best_epoch - 1].metrics[self.settings.metric]
+            if is_better(value, best_value, self.settings.mode):
+                best_id, best_value = model.model_id, value
+        return best_id
+
+    def _result(self, wall_seconds: float) -> SearchResult:
+        failed = [m for m in self.models.values() if m.status == "failed"]
+        if self.models and len(failed) == len(self.models):
+            reasons = "\n".join(f"- {m.model_id} {m.params}: {m.error.splitlines()[0] if m.error else ''}" for m in failed)
+            raise TrainingError(f"Every model of the search failed:\n{reasons}")
+        return SearchResult(
+            self.settings.run_id, self.settings.metric, self.settings.mode, self.backend.num_workers,
+            dict(self.models), list(self.units), wall_seconds, self._best_model_id(),
+        )  # fmt: skip
+
+    def _write_run_record(self, status: str, started: float) -> None:
+        record = {
+            "run_id": self.settings.run_id,
+            "status": status,
+            "seed": self.settings.seed,
+            "metric": self.settings.metric,
+            "mode": self.settings.mode,
+            "deterministic": self.settings.deterministic,
+            "fixed_order": self.settings.fixed_order,
+            "algorithm": self.search.state(),
+            "dataset": {"fingerprint": self.dataset.fingerprint, "root": self.dataset.root},
+            "backend": self.backend.describe(),
+            "started_at": started,
+            "updated_at": time.time(),
+            "best_model_id": self._best_model_id(),
+            "models": {
+                m.model_id: {
+                    "params": {k: _jsonable(v) for k, v in m.params.items()},
+                    "status": m.status, "reason": m.reason, "epochs": m.epochs,
+                    "best_epoch": m.best_epoch, "best_version": m.best_version, "version": m.version,
+                }  # fmt: skip
+                for m in self.models.values()
+            },
+        }
+        self.store.write_json(layout.run_record_key(self.settings.run_id), record)
+
+
+def _format_metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)

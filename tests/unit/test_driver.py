@@ -1,0 +1,114 @@
+"""The MOP driver on the in-process backend with fake tasks: no Spark, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cerebro_spark.backend.local import LocalBackend
+from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
+from cerebro_spark.driver import MopDriver, RunSettings, TaskNames
+from cerebro_spark.errors import TrainingError
+from cerebro_spark.search import GridSearchAlgorithm, hp_choice
+from cerebro_spark.store import layout
+from cerebro_spark.training.model_spec import ModelSpec
+
+FAKES = TaskNames(
+    setup="cerebro_spark.testing.fakes:setup",
+    train="cerebro_spark.testing.fakes:train",
+    evaluate="cerebro_spark.testing.fakes:evaluate",
+)
+
+
+def dataset(num_partitions: int, val_rows: int = 10) -> DatasetSpec:
+    return DatasetSpec(
+        fingerprint="f" * 8,
+        root="data/ffffffff",
+        features=(ColumnSpec("x", "float32", (3,)),),
+        labels=(ColumnSpec("y", "int64"),),
+        train=tuple(PartitionSpec(f"data/ffffffff/train/part-{i:05d}.parquet", 100 + i) for i in range(num_partitions)),
+        val=tuple(PartitionSpec(f"data/ffffffff/val/part-{i:05d}.parquet", val_rows) for i in range(num_partitions)),
+    )
+
+
+def make_driver(store, space, *, workers=2, epochs=3, seed=1, metric="val_loss", mode="min", val_rows=10):
+    def factory(trial):
+        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    settings = RunSettings(run_id="r1", metric=metric, mode=mode, seed=seed)
+    algo = GridSearchAlgorithm(space, num_epochs=epochs)
+    return MopDriver(LocalBackend(workers), store, dataset(workers, val_rows), algo, factory, settings, tasks=FAKES)
+
+
+def test_every_model_trains_on_every_partition_once_per_epoch(store):
+    driver = make_driver(store, {"rate": hp_choice([0.5, 1.0, 2.0, 4.0, 8.0])}, workers=3, epochs=3)
+    result = driver.run()
+    assert len(result.models) == 5
+    for model_id, record in result.models.items():
+        assert record.status == "completed"
+        assert [e.epoch for e in record.history] == [1, 2, 3]
+        for epoch in (1, 2, 3):
+            for kind in ("train", "eval"):
+                parts = sorted(u.partition for u in result.units if (u.model_id, u.epoch, u.kind) == (model_id, epoch, kind))
+                assert parts == [0, 1, 2], (model_id, epoch, kind)
+        assert {"loss", "val_loss", "val_accuracy"} <= set(record.history[-1].metrics)
+    # every unit ran on the worker that holds its partition
+    assert all(u.partition == u.worker_id for u in result.units)
+
+
+def test_best_model_follows_metric_direction(store):
+    space = {"rate": hp_choice([0.5, 8.0, 2.0])}
+    assert make_driver(store, space, metric="val_loss", mode="min").run().best_model_id == "m0001"
+    result = make_driver(store, space, metric="val_loss", mode="max").run()
+    assert result.best_model_id == "m0000"  # the worst loss is "best" when asked to maximize
+
+
+def test_records_written_to_the_store(store):
+    result = make_driver(store, {"rate": hp_choice([1.0, 2.0])}, epochs=2).run()
+    journal = store.read_text(layout.journal_key("r1")).splitlines()
+    assert len(journal) == len(result.units) == 2 * 2 * (2 + 2)
+    assert json.loads(journal[0])["model_id"] in {"m0000", "m0001"}
+    history = store.read_text(layout.history_key("r1", "m0001")).splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [1, 2]
+    record = store.read_json(layout.run_record_key("r1"))
+    assert record["status"] == "completed" and record["best_model_id"] == result.best_model_id
+
+
+def test_only_latest_and_best_checkpoints_are_kept(store):
+    result = make_driver(store, {"rate": hp_choice([1.0])}, epochs=3).run()
+    model = result.models["m0000"]
+    names = store.listdir(layout.model_root("r1", "m0000"))
+    kept = sorted(n for n in names if n.startswith("ckpt-"))
+    assert kept == [f"ckpt-{model.version:06d}.weights.h5"]  # best epoch is the last one here
+    assert model.best_version == model.version == 3 * 2
+
+
+def test_a_failing_model_does_not_stop_the_others(store):
+    result = make_driver(store, {"rate": hp_choice([1.0, 2.0]), "fail_at_epoch": hp_choice([None, 2])}).run()
+    failed = [m for m in result.models.values() if m.status == "failed"]
+    assert len(failed) == 2 and all("diverged" in m.error for m in failed)
+    assert all(m.epochs == 1 for m in failed)
+    assert all(m.epochs == 3 for m in result.models.values() if m.status == "completed")
+
+
+def test_every_model_failing_raises_one_error_listing_them(store):
+    with pytest.raises(TrainingError, match=r"Every model of the search failed:\n- m0000"):
+        make_driver(store, {"rate": hp_choice([1.0, 2.0]), "fail_at_epoch": 1}).run()
+
+
+def test_unknown_evaluation_metric_names_the_available_ones(store):
+    with pytest.raises(TrainingError, match=r"'val_auc' is not among the metrics .*'val_loss'"):
+        make_driver(store, {"rate": hp_choice([1.0])}, metric="val_auc", mode="max").run()
+
+
+def test_same_seed_same_schedule_per_model(store):
+    space = {"rate": hp_choice([1.0, 2.0, 3.0, 4.0])}
+    orders = []
+    for _ in range(2):
+        result = make_driver(store, space, workers=3, seed=5).run()
+        orders.append({(u.model_id, u.epoch): [] for u in result.units})
+        for u in result.units:
+            if u.kind == "train":
+                orders[-1][(u.model_id, u.epoch)].append(u.partition)
+    assert orders[0] == orders[1]
