@@ -1,0 +1,182 @@
+"""What every ``fit`` of the Spark ML layer does: validate, prepare the data, run MOP, collect.
+
+``KerasEstimator.fit`` is a search of one configuration; ``GridSearch``/``RandomSearch`` pass their
+algorithm. The order matters for users: every check that needs no Spark job runs first, then the
+data is prepared (or reused), then models are written to the Store and trained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql import DataFrame
+
+from cerebro_spark.backend.base import Backend
+from cerebro_spark.data.prepare import prepare_data
+from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver import MopDriver, RunSettings, SearchResult
+from cerebro_spark.errors import DataError, InvalidParamError
+from cerebro_spark.ml._model_io import write_initial_model
+from cerebro_spark.ml._params import HasDataParams
+from cerebro_spark.search import SearchAlgorithm, Trial
+from cerebro_spark.store import layout
+from cerebro_spark.store.base import Store
+from cerebro_spark.training.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    from cerebro_spark.ml.estimator import KerasEstimator
+    from cerebro_spark.ml.model import KerasModel
+
+logger = logging.getLogger(__name__)
+
+#: Seed of the train/validation split when the user gives none: the split stays reproducible and
+#: prepared data stays reusable between fits.
+DEFAULT_SPLIT_SEED = 0
+
+
+@dataclass
+class FitOutcome:
+    """A finished run: its records, the prepared data and every model's spec."""
+
+    result: SearchResult
+    dataset: DatasetSpec
+    specs: dict[str, ModelSpec]
+    store: Store
+
+
+def derived_seed(seed: int, *names: object) -> int:
+    """A 31-bit seed derived from ``seed`` and ``names`` (stable across processes)."""
+    digest = hashlib.sha256(repr((seed, *names)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def resolve_backend(owner: HasDataParams) -> Backend:
+    backend = owner.getBackend()
+    if backend is None:
+        from cerebro_spark.backend.spark import SparkBackend
+
+        backend = SparkBackend()
+    return backend
+
+
+def run_search(
+    owner: HasDataParams,
+    df: DataFrame,
+    algorithm: SearchAlgorithm,
+    make_estimator: Callable[[Trial], KerasEstimator],
+    *,
+    metric: str,
+    mode: str,
+) -> FitOutcome:
+    """Prepare ``df``, then train every model ``algorithm`` asks for with MOP."""
+    store, backend = owner.getStore(), resolve_backend(owner)
+    user_seed = owner.getSeed()
+    seed = user_seed if user_seed is not None else secrets.randbelow(2**31)
+    run_id = owner.getOrDefault(owner.run_id) or layout.new_run_id(datetime.now(timezone.utc), secrets.token_hex(3))
+    layout.validate_run_id(run_id)
+
+    trials = algorithm.initial_trials()
+    estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}  # no Spark job yet
+    dataset = prepare_data(
+        df, store,
+        feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
+        num_partitions=backend.num_workers, validation=owner.getOrDefault(owner.validation),
+        seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
+    )  # fmt: skip
+    if metric.startswith("val_") and not dataset.has_validation:
+        raise InvalidParamError(
+            f"The evaluation metric {metric!r} needs validation data, but validation is "
+            f"{owner.getOrDefault(owner.validation)!r}. Set validation= or use a training metric such as 'loss'."
+        )
+    for model_id, est in estimators.items():
+        check_model_fits_data(est.getModel(), dataset, model_id)
+
+    def model_factory(trial: Trial) -> ModelSpec:
+        est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
+        return write_initial_model(store, run_id, trial.model_id, est, trial.params)
+
+    settings = RunSettings(run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None)
+    driver = MopDriver(backend, store, dataset, algorithm, model_factory, settings)
+    logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
+    with _verbose_logging(owner.getOrDefault(owner.verbose)):
+        result = driver.run(initial_trials=trials)
+    return FitOutcome(result, dataset, dict(driver.specs), store)
+
+
+def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None) -> KerasEstimator:
+    from cerebro_spark.ml.estimator import KerasEstimator
+
+    if seed is not None:  # reproducible initial weights, independent of the other models
+        import keras
+
+        keras.utils.set_random_seed(derived_seed(seed, "init", trial.model_id))
+    est = make(trial)
+    if not isinstance(est, KerasEstimator):
+        raise InvalidParamError(
+            f"estimator_gen_fn must return a KerasEstimator. Received: {type(est).__name__} "
+            f"for the configuration {trial.params!r}."
+        )
+    est.validate_model_params()
+    return est
+
+
+def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> None:
+    """The model's inputs and outputs must match the feature and label columns, in number and shape."""
+    inputs, outputs = list(model.inputs), list(model.outputs)
+    for kind, tensors, columns in (("input", inputs, dataset.features), ("output", outputs, dataset.labels)):
+        if len(tensors) != len(columns):
+            names = [c.name for c in columns]
+            raise DataError(
+                f"Model {model_id!r} has {len(tensors)} {kind}(s) but {len(columns)} "
+                f"{'feature' if kind == 'input' else 'label'} column(s) were given: {names}."
+            )
+    for tensor, column in zip(inputs, dataset.features):
+        expected = tuple(tensor.shape[1:])
+        if len(expected) != len(column.shape) or any(
+            e is not None and e != c for e, c in zip(expected, column.shape)
+        ):
+            raise DataError(
+                f"Model {model_id!r} expects input shape {expected} (per row) but feature column "
+                f"{column.name!r} has rows of shape {column.shape}."
+            )
+
+
+@contextlib.contextmanager
+def _verbose_logging(verbose: int) -> Iterator[None]:
+    """With verbose >= 1 and no logging set up by the application, show the package's INFO lines."""
+    package_logger = logging.getLogger("cerebro_spark")
+    if verbose < 1 or package_logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+    previous = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous)
+
+
+def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
+    """``KerasEstimator.fit``: a search of one configuration; returns the model after its last epoch."""
+    from cerebro_spark.ml.model import KerasModel
+    from cerebro_spark.search import SingleTrialAlgorithm
+
+    validation = est.getOrDefault(est.validation)
+    metric = "val_loss" if validation not in (None, 0, 0.0) else "loss"
+    outcome = run_search(
+        est, df, SingleTrialAlgorithm(est.getNumEpochs()), lambda trial: est, metric=metric, mode="min"
+    )
+    record = next(iter(outcome.result.models.values()))
+    spec = outcome.specs[record.model_id]
+    return KerasModel.from_store(outcome.store, spec, record.version, est, history=record.metric_series())

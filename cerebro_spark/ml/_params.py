@@ -1,0 +1,184 @@
+"""Params shared by the Spark ML classes, and one place that validates them.
+
+Each Param is declared once with its doc; its constraint lives next to it in ``CONSTRAINTS`` and
+:func:`validate_params` checks them all at the top of ``_fit`` with one message template:
+"The 'batch_size' param of KerasEstimator must be an int >= 1. Received: 0."
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+from pyspark.ml.param import Param, Params, TypeConverters
+
+from cerebro_spark.backend.base import Backend
+from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.store.base import Store
+
+
+def _param(name: str, doc: str, converter: Callable[[Any], Any] = TypeConverters.identity) -> Param[Any]:
+    return Param(Params._dummy(), name, doc, typeConverter=converter)
+
+
+def _to_str_list(value: Any) -> list[str]:
+    """Accept one column name or a list of them."""
+    if isinstance(value, str):
+        return [value]
+    return TypeConverters.toListString(value)  # type: ignore[no-any-return]
+
+
+# ---- constraints: each returns None when fine, else what was expected ------------------------------
+
+
+def _int_at_least(low: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        ok = isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= low
+        return None if ok else f"an int >= {low}"
+
+    return check
+
+
+def _optional_int(v: Any) -> str | None:
+    return None if v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool)) else "an int or None"
+
+
+def _non_empty_str_list(v: Any) -> str | None:
+    ok = isinstance(v, list) and v and all(isinstance(c, str) and c for c in v) and len(set(v)) == len(v)
+    return None if ok else "a non-empty list of distinct column names"
+
+
+def _validation(v: Any) -> str | None:
+    if v is None or isinstance(v, str) and v:
+        return None
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 <= v < 1:
+        return None
+    return "None, a fraction in [0, 1) or the name of a boolean column"
+
+
+def _instance_of(cls: type, what: str) -> Callable[[Any], str | None]:
+    return lambda v: None if isinstance(v, cls) else what
+
+
+def _one_of(*values: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in values else "one of " + ", ".join(repr(x) for x in values)
+
+
+def _non_empty_str(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def wrapped(v: Any) -> str | None:
+        message = check(v)
+        return None if v is None or message is None else f"{message} or None"
+
+    return wrapped
+
+
+CONSTRAINTS: dict[str, Callable[[Any], str | None]] = {
+    "store": _instance_of(Store, "a cerebro_spark Store (Store.create(path_or_url))"),
+    "backend": _optional(_instance_of(Backend, "a cerebro_spark Backend (SparkBackend or LocalBackend)")),
+    "feature_columns": _non_empty_str_list,
+    "label_columns": _non_empty_str_list,
+    "validation": _validation,
+    "num_epochs": _int_at_least(1),
+    "batch_size": _int_at_least(1),
+    "seed": _optional_int,
+    "verbose": _int_at_least(0),
+    "run_id": _optional(_non_empty_str),
+    "evaluation_metric": _non_empty_str,
+    "mode": _one_of("auto", "min", "max"),
+    "num_models": _int_at_least(1),
+    "inference_batch_size": _int_at_least(1),
+    "prediction_col": _non_empty_str,
+}
+
+
+def validate_params(instance: Params, names: list[str] | None = None) -> None:
+    """Check every Param of ``instance`` that has a constraint (or those in ``names``).
+
+    Raises
+    ------
+    InvalidParamError
+        Naming the param, the class, what was expected and what was received.
+    """
+    for param in instance.params:
+        if names is not None and param.name not in names:
+            continue
+        check = CONSTRAINTS.get(param.name)
+        if check is None:
+            continue
+        value = instance.getOrDefault(param) if instance.isDefined(param) else None
+        expected = check(value)
+        if expected is not None:
+            missing = " (it is required)" if value is None else ""
+            raise InvalidParamError(
+                f"The {param.name!r} param of {type(instance).__name__} must be {expected}{missing}. "
+                f"Received: {value!r}."
+            )
+
+
+class HasDataParams(Params):
+    """Where the data comes from and where the run lives: shared by the estimator and the searches."""
+
+    store: Param[Store] = _param("store", "the Store holding prepared data, checkpoints and records (required).")
+    backend: Param[Backend] = _param(
+        "backend", "where training runs: a SparkBackend (default: one on the active SparkSession) or a LocalBackend."
+    )
+    feature_columns: Param[list[str]] = _param(
+        "feature_columns", "names of the feature columns, one per model input (required).", _to_str_list
+    )
+    label_columns: Param[list[str]] = _param(
+        "label_columns", "names of the label columns, one per model output (required).", _to_str_list
+    )
+    validation: Param[Any] = _param(
+        "validation",
+        "validation data: None (none), a fraction in (0, 1) split off with the seed, or the name of a boolean column.",
+    )
+    num_epochs: Param[int] = _param("num_epochs", "training epochs per model (>= 1).", TypeConverters.toInt)
+    seed: Param[int] = _param(
+        "seed", "seed of the whole run; when set, results are reproducible (TF op determinism on)."
+    )
+    verbose: Param[int] = _param("verbose", "0: quiet; 1: log a line per model epoch (>= 0).", TypeConverters.toInt)
+    run_id: Param[str] = _param("run_id", "name of the run folder in the Store (default: a new unique id).")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(backend=None, validation=None, num_epochs=1, seed=None, verbose=1, run_id=None)
+
+    def getStore(self) -> Store:
+        return self.getOrDefault(self.store)  # type: ignore[no-any-return]
+
+    def getBackend(self) -> Backend | None:
+        return self.getOrDefault(self.backend)  # type: ignore[no-any-return]
+
+    def getFeatureColumns(self) -> list[str]:
+        return self.getOrDefault(self.feature_columns)  # type: ignore[no-any-return]
+
+    def getLabelColumns(self) -> list[str]:
+        return self.getOrDefault(self.label_columns)  # type: ignore[no-any-return]
+
+    def getNumEpochs(self) -> int:
+        return self.getOrDefault(self.num_epochs)  # type: ignore[no-any-return]
+
+    def getSeed(self) -> int | None:
+        return self.getOrDefault(self.seed)  # type: ignore[no-any-return]
+
+
+class HasPredictionParams(Params):
+    """How a fitted model writes predictions."""
+
+    prediction_col: Param[str] = _param(
+        "prediction_col",
+        "name of the output column (a model with several outputs gets '<name>_0', '<name>_1', ...).",
+        TypeConverters.toString,
+    )
+    inference_batch_size: Param[int] = _param(
+        "inference_batch_size", "rows per predict call in transform (>= 1).", TypeConverters.toInt
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(prediction_col="prediction", inference_batch_size=1024)

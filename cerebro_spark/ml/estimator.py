@@ -1,0 +1,135 @@
+"""KerasEstimator: one Keras model as a ``pyspark.ml`` Estimator, trained with MOP."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator
+from pyspark.ml.param import Param, TypeConverters
+from pyspark.sql import DataFrame
+
+from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.ml._params import HasDataParams, HasPredictionParams, _param, validate_params
+
+if TYPE_CHECKING:
+    from cerebro_spark.ml.model import KerasModel
+
+
+class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
+    """Train a Keras 3 model on a Spark DataFrame with Model Hopper Parallelism.
+
+    ``fit(df)`` prepares the data once into the Store (one partition per worker), trains the model
+    for ``num_epochs`` epochs, each a pass over every worker's partition, and returns a
+    :class:`~cerebro_spark.ml.model.KerasModel` holding the weights after the last epoch.
+    Inside a search (``GridSearch``...), ``estimator_gen_fn`` returns one KerasEstimator per
+    configuration; then only its model, optimizer, loss, metrics, batch size and custom objects
+    are used, and the search's data params apply.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A built Keras model (with ``keras.Input``), compiled or not.
+    optimizer : keras.optimizers.Optimizer or str, optional
+        The optimizer (copied from its config for each training run); default: the model's own if
+        compiled, else required.
+    loss : str, callable, list or dict, optional
+        Keras loss; default: the compiled model's.
+    metrics : list, optional
+        Keras metrics, e.g. ``["accuracy"]``.
+    batch_size : int, default 32
+        Rows per training step.
+    custom_objects : dict, optional
+        Custom layers, losses or metrics needed to load the model on the workers.
+    feature_columns, label_columns : list of str
+        One column per model input and per model output.
+    store, backend, validation, num_epochs, seed, verbose, run_id
+        See :class:`~cerebro_spark.ml._params.HasDataParams`.
+
+    Examples
+    --------
+    >>> est = KerasEstimator(model=model, optimizer=keras.optimizers.Adam(1e-3),  # doctest: +SKIP
+    ...                      loss="binary_crossentropy", metrics=["accuracy"], batch_size=64,
+    ...                      feature_columns=["features"], label_columns=["label"],
+    ...                      store=Store.create("store"), validation=0.2, num_epochs=3)
+    >>> keras_model = est.fit(train_df)  # doctest: +SKIP
+    >>> keras_model.transform(test_df).select("prediction").show()  # doctest: +SKIP
+    """
+
+    model: Param[Any] = _param("model", "a built keras.Model (required).")
+    optimizer: Param[Any] = _param("optimizer", "a keras optimizer or its name; default: the compiled model's.")
+    loss: Param[Any] = _param("loss", "the Keras loss; default: the compiled model's.")
+    metrics: Param[Any] = _param("metrics", "list of Keras metrics.")
+    loss_weights: Param[Any] = _param("loss_weights", "weights of each output's loss (several outputs).")
+    batch_size: Param[int] = _param("batch_size", "rows per training step (>= 1).", TypeConverters.toInt)
+    custom_objects: Param[dict[str, Any]] = _param(
+        "custom_objects", "custom Keras objects needed to load the model on the workers."
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        model: Any = None,
+        optimizer: Any = None,
+        loss: Any = None,
+        metrics: Any = None,
+        loss_weights: Any = None,
+        batch_size: int = 32,
+        custom_objects: dict[str, Any] | None = None,
+        feature_columns: list[str] | None = None,
+        label_columns: list[str] | None = None,
+        store: Any = None,
+        backend: Any = None,
+        validation: Any = None,
+        num_epochs: int = 1,
+        seed: int | None = None,
+        verbose: int = 1,
+        run_id: str | None = None,
+        prediction_col: str = "prediction",
+        inference_batch_size: int = 1024,
+    ) -> None:
+        super().__init__()
+        self._setDefault(
+            model=None, optimizer=None, loss=None, metrics=None, loss_weights=None,
+            batch_size=32, custom_objects=None,
+        )  # fmt: skip
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, **kwargs: Any) -> KerasEstimator:
+        """Set any of the constructor's keyword arguments."""
+        return self._set(**kwargs)  # type: ignore[no-any-return]
+
+    def getModel(self) -> Any:
+        return self.getOrDefault(self.model)
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batch_size)  # type: ignore[no-any-return]
+
+    def validate_model_params(self) -> None:
+        """Check the model-side params (what a search uses of this estimator)."""
+        validate_params(self, ["batch_size"])
+        import keras
+
+        model = self.getModel()
+        if not isinstance(model, keras.Model):
+            raise InvalidParamError(
+                f"The 'model' param of KerasEstimator must be a keras.Model. Received: {type(model).__name__}."
+            )
+        if not model.built:
+            raise InvalidParamError(
+                "The 'model' param of KerasEstimator must be a built model (start it with keras.Input(shape)). "
+                f"Received: the unbuilt model {model.name!r}."
+            )
+        if self.getOrDefault(self.loss) is None and not model.compiled:
+            raise InvalidParamError(
+                "KerasEstimator needs a loss: set the 'loss' param or pass a compiled model. Received: loss=None."
+            )
+
+    def _fit(self, dataset: DataFrame) -> KerasModel:
+        from cerebro_spark.ml._fit import fit_single_estimator
+
+        validate_params(self)
+        self.validate_model_params()
+        return fit_single_estimator(self, dataset)

@@ -1,0 +1,125 @@
+"""KerasModel: a trained Keras model as a ``pyspark.ml`` Transformer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pyspark.ml import Model
+from pyspark.ml.param import Param
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from cerebro_spark.ml._inference import input_columns, predict_column
+from cerebro_spark.ml._model_io import load_trained_model, model_from_bytes, model_to_bytes
+from cerebro_spark.ml._params import HasPredictionParams, _param, _to_str_list, validate_params
+from cerebro_spark.store.base import Store
+from cerebro_spark.training.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    import keras
+
+    from cerebro_spark.ml.estimator import KerasEstimator
+
+
+class KerasModel(Model, HasPredictionParams):
+    """A trained Keras model. ``transform(df)`` adds the prediction column(s), computed in batches.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        Keras-style history: one value per epoch for each training (``loss``...) and validation
+        (``val_loss``...) metric.
+
+    Examples
+    --------
+    >>> keras_model = estimator.fit(train_df)  # doctest: +SKIP
+    >>> keras_model.transform(test_df).select("label", "prediction").show(3)  # doctest: +SKIP
+    >>> keras_model.keras().summary()  # doctest: +SKIP
+    """
+
+    feature_columns: Param[list[str]] = _param(
+        "feature_columns", "names of the feature columns, one per model input.", _to_str_list
+    )
+    label_columns: Param[list[str]] = _param("label_columns", "names of the label columns.", _to_str_list)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._model_bytes: bytes = b""
+        self._custom_objects: bytes = b""
+        self._keras: keras.Model | None = None
+        self.history: dict[str, list[float]] = {}
+        self.params_used: dict[str, Any] = {}
+
+    @classmethod
+    def from_keras(
+        cls,
+        model: keras.Model,
+        *,
+        feature_columns: list[str],
+        label_columns: list[str] | None = None,
+        history: dict[str, list[float]] | None = None,
+        custom_objects: bytes = b"",
+        **params: Any,
+    ) -> KerasModel:
+        """Wrap a trained Keras model (``params``: ``prediction_col``, ``inference_batch_size``)."""
+        instance = cls()
+        instance._set(feature_columns=feature_columns, label_columns=label_columns or [], **params)
+        instance._keras = model
+        instance._model_bytes = model_to_bytes(model)
+        instance._custom_objects = custom_objects
+        instance.history = dict(history or {})
+        return instance
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        spec: ModelSpec,
+        version: int,
+        est: KerasEstimator | Any,
+        *,
+        history: dict[str, list[float]] | None = None,
+    ) -> KerasModel:
+        """The model of ``spec`` at checkpoint ``version``, with ``est``'s column and prediction params."""
+        model = load_trained_model(store, spec, version)
+        instance = cls.from_keras(
+            model,
+            feature_columns=est.getOrDefault(est.feature_columns),
+            label_columns=est.getOrDefault(est.label_columns),
+            history=history,
+            custom_objects=spec.custom_objects,
+            prediction_col=est.getOrDefault(est.prediction_col),
+            inference_batch_size=est.getOrDefault(est.inference_batch_size),
+        )
+        instance.params_used = dict(spec.params)
+        return instance
+
+    def keras(self) -> keras.Model:
+        """The trained ``keras.Model`` (loaded once, then kept)."""
+        if self._keras is None:
+            import pickle
+
+            custom = pickle.loads(self._custom_objects) if self._custom_objects else None  # noqa: S301
+            self._keras = model_from_bytes(self._model_bytes, custom)
+        return self._keras
+
+    def getFeatureColumns(self) -> list[str]:
+        return self.getOrDefault(self.feature_columns)  # type: ignore[no-any-return]
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        validate_params(self, ["prediction_col", "inference_batch_size"])
+        model = self.keras()
+        shapes = [tuple(o.shape[1:]) for o in model.outputs]
+        column = predict_column(
+            input_columns(dataset, self.getFeatureColumns()),
+            self._model_bytes,
+            self._custom_objects,
+            shapes,
+            self.getOrDefault(self.inference_batch_size),
+        )
+        name = self.getOrDefault(self.prediction_col)
+        if len(shapes) == 1:
+            return dataset.withColumn(name, column)
+        tmp = f"__{name}_struct"
+        out = dataset.withColumn(tmp, column)
+        return out.select("*", *[F.col(f"{tmp}._{i}").alias(f"{name}_{i}") for i in range(len(shapes))]).drop(tmp)
