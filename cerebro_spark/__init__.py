@@ -1,5 +1,26 @@
-"""cerebro_spark: deep-learning model selection on Apache Spark with Model Hopper Parallelism."""
+"""cerebro_spark: deep-learning model selection on Apache Spark with Model Hopper Parallelism.
+
+The core names are importable from here; the Spark ML classes live in :mod:`cerebro_spark.keras`
+(``KerasEstimator``, ``KerasModel``) and :mod:`cerebro_spark.tune` (``GridSearch``,
+``RandomSearch``, ``hp_*``). ``SparkBackend`` is imported on first use, so the pure parts of the
+package work without pyspark.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from cerebro_spark._version import __version__
+from cerebro_spark.backend.base import Backend
+from cerebro_spark.backend.local import LocalBackend
+from cerebro_spark.store.base import Store
 
-__all__ = ["__version__"]
+__all__ = ["Backend", "LocalBackend", "SparkBackend", "Store", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SparkBackend":
+        from cerebro_spark.backend.spark import SparkBackend
+
+        return SparkBackend
+    raise AttributeError(f"module 'cerebro_spark' has no attribute {name!r}")

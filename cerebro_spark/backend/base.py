@@ -8,10 +8,13 @@ and sends back a :class:`TaskResult`. The driver never imports what the task run
 from __future__ import annotations
 
 import importlib
+import time
+import traceback
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +73,36 @@ def resolve_function(path: str) -> Callable[..., Any]:
     try:
         fn = getattr(module, attr)
     except AttributeError:
-        raise ValueError(f"Module {module_name!r} has no function {attr!r} (task function {path!r}).") from None
+        raise ValueError(
+            f"Module {module_name!r} has no function {attr!r} (task function {path!r})."
+        ) from None
     if not callable(fn):
         raise ValueError(f"Task function {path!r} is not callable: {type(fn).__name__}.")
     return fn  # type: ignore[no-any-return]
+
+
+def run_task(ctx: WorkerContext, request: TaskRequest) -> TaskResult:
+    """Resolve and call ``request``'s function with ``ctx``; never raises for a failing task.
+
+    This is what every worker does with a request. An exception raised while resolving or running
+    the function becomes ``TaskResult(ok=False)`` with its summary and traceback.
+    """
+    started = time.time()
+    try:
+        value = resolve_function(request.fn)(ctx, **request.kwargs)
+    except Exception as exc:
+        return TaskResult(
+            task_id=request.task_id,
+            worker_id=ctx.worker_id,
+            ok=False,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+            started_at=started,
+            finished_at=time.time(),
+        )
+    return TaskResult(
+        request.task_id, ctx.worker_id, True, value, started_at=started, finished_at=time.time()
+    )
 
 
 class Backend(ABC):

@@ -1,0 +1,139 @@
+"""The worker side of the control plane: connect to the driver, then run its tasks until told to stop.
+
+Runs inside one Spark (barrier) task for the whole life of a backend. It imports no pyspark: the
+Spark task that calls :func:`serve` passes in everything it needs as plain values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from cerebro_spark.backend.base import TaskRequest, TaskResult, WorkerContext, run_task
+from cerebro_spark.backend.protocol import Channel, Heartbeat, Hello, Shutdown, client_handshake
+from cerebro_spark.errors import InvalidParamError
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 60.0
+"""How long a worker keeps retrying to reach the driver's server."""
+
+_THREAD_ENV_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def serve(
+    driver_address: tuple[str, int],
+    secret: bytes,
+    worker_id: int,
+    num_workers: int,
+    cores: int,
+    heartbeat_s: float = 5.0,
+) -> None:
+    """Serve the driver at ``driver_address`` as worker ``worker_id`` until it says Shutdown.
+
+    Returns on :class:`~cerebro_spark.backend.protocol.Shutdown` or when the driver closes the
+    connection. Raises AuthenticationError if the handshake fails and ConnectionError if the driver
+    cannot be reached within :data:`CONNECT_TIMEOUT_S` seconds.
+    """
+    pin_threads(cores)
+    sock = _connect(driver_address, worker_id)
+    channel = client_handshake(sock, secret)
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat_loop,
+        args=(channel, worker_id, heartbeat_s, stop),
+        name=f"cerebro-heartbeat-{worker_id}",
+        daemon=True,
+    )
+    try:
+        channel.send(Hello(worker_id, os.getpid(), socket.gethostname(), cores))
+        logger.info("worker %d connected to the driver at %s:%d", worker_id, *driver_address)
+        beat.start()
+        _serve_requests(channel, WorkerContext(worker_id, num_workers, cores))
+    finally:
+        stop.set()
+        channel.close()
+        if beat.is_alive():
+            beat.join(timeout=heartbeat_s + 5.0)
+    logger.info("worker %d stopped", worker_id)
+
+
+def pin_threads(cores: int) -> None:
+    """Set the thread-count variables that TensorFlow and OpenMP read when they are first imported."""
+    for name in _THREAD_ENV_VARS:
+        os.environ[name] = str(cores)
+
+
+def _connect(address: tuple[str, int], worker_id: int) -> socket.socket:
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    delay = 0.05
+    while True:
+        try:
+            return socket.create_connection(address, timeout=10.0)
+        except OSError as exc:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectionError(
+                    f"Worker {worker_id} could not reach the driver at {address[0]}:{address[1]} within "
+                    f"{CONNECT_TIMEOUT_S:g} s: {exc}. Check that executors can reach the driver host "
+                    "(SparkBackend's bind_address, spark.driver.host)."
+                ) from exc
+            logger.debug("worker %d: driver not reachable yet (%s); retrying", worker_id, exc)
+            time.sleep(min(delay, remaining))  # connect retry backoff, not a poll for work
+            delay = min(delay * 2, 2.0)
+
+
+def _serve_requests(channel: Channel, ctx: WorkerContext) -> None:
+    while True:
+        try:
+            message = channel.recv()
+        except (ConnectionError, OSError):
+            logger.info("worker %d: the driver closed the connection", ctx.worker_id)
+            return
+        if isinstance(message, Shutdown):
+            logger.info("worker %d: shutdown requested by the driver", ctx.worker_id)
+            return
+        if not isinstance(message, TaskRequest):
+            logger.warning(
+                "worker %d ignored an unexpected %s message", ctx.worker_id, type(message).__name__
+            )
+            continue
+        logger.debug("worker %d running task %d (%s)", ctx.worker_id, message.task_id, message.fn)
+        result = run_task(ctx, message)
+        if not result.ok:
+            logger.info("worker %d: task %d failed: %s", ctx.worker_id, message.task_id, result.error)
+        try:
+            _send_result(channel, result)
+        except OSError:
+            logger.info(
+                "worker %d: the driver went away before task %d's result", ctx.worker_id, result.task_id
+            )
+            return
+
+
+def _send_result(channel: Channel, result: TaskResult) -> None:
+    try:
+        channel.send(result)
+    except InvalidParamError as exc:
+        # the value cannot cross the wire: report that instead of losing the result
+        channel.send(
+            TaskResult(
+                task_id=result.task_id,
+                worker_id=result.worker_id,
+                ok=False,
+                error=f"The task's return value cannot be sent to the driver. {exc}",
+                started_at=result.started_at,
+                finished_at=result.finished_at,
+            )
+        )
+
+
+def _heartbeat_loop(channel: Channel, worker_id: int, period_s: float, stop: threading.Event) -> None:
+    while not stop.wait(period_s):
+        try:
+            channel.send(Heartbeat(worker_id, time.time()))
+        except OSError:
+            return

@@ -1,0 +1,147 @@
+"""An in-process Backend: one thread per worker. The test double for tests and notebooks without Spark."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerContext, run_task
+from cerebro_spark.errors import BackendError, InvalidParamError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerDied:
+    worker_id: int
+    reason: str
+
+
+_STOP = object()
+
+
+class LocalBackend(Backend):
+    """Run tasks on ``num_workers`` threads of this process.
+
+    Each worker is a thread with its own request queue and its own :class:`WorkerContext`
+    (``cores=1``), kept for the life of the backend; results of all workers arrive on one queue.
+    Tasks run the same way as on Spark (a task that raises gives ``TaskResult(ok=False)``), but they
+    share this process: nothing is pickled and nothing is isolated.
+
+    Parameters
+    ----------
+    num_workers : int, default 2
+        Number of worker threads (at least 1).
+
+    Examples
+    --------
+    >>> from cerebro_spark.backend import LocalBackend, TaskRequest
+    >>> with LocalBackend(num_workers=2) as backend:
+    ...     backend.submit(0, TaskRequest(1, "cerebro_spark.testing.tasks:echo", {"value": 42}))
+    ...     backend.next_result(timeout=10).value
+    42
+    """
+
+    def __init__(self, num_workers: int = 2) -> None:
+        self._num_workers = num_workers
+        self._requests: list[queue.Queue[object]] = []
+        self._results: queue.Queue[TaskResult | _WorkerDied] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._failure: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def num_workers(self) -> int:
+        """Number of workers (P)."""
+        return self._num_workers
+
+    def start(self) -> None:
+        """Start the worker threads. Raises InvalidParamError if ``num_workers`` < 1."""
+        n = self._num_workers
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidParamError(
+                f"LocalBackend's num_workers must be an int >= 1. Received: num_workers={n!r}"
+            )
+        with self._lock:
+            if self._threads:
+                raise BackendError(
+                    "LocalBackend is already started: call shutdown() before starting it again."
+                )
+            self._results = queue.Queue()
+            self._failure = None
+            self._requests = [queue.Queue() for _ in range(n)]
+            self._threads = [
+                threading.Thread(
+                    target=self._work,
+                    args=(
+                        WorkerContext(worker_id=i, num_workers=n, cores=1),
+                        self._requests[i],
+                        self._results,
+                    ),
+                    name=f"cerebro-local-worker-{i}",
+                    daemon=True,
+                )
+                for i in range(n)
+            ]
+            for thread in self._threads:
+                thread.start()
+        logger.info("LocalBackend started %d worker threads", n)
+
+    def submit(self, worker_id: int, request: TaskRequest) -> None:
+        """Queue ``request`` on worker ``worker_id``; returns at once."""
+        if not self._threads:
+            raise BackendError(
+                "LocalBackend is not running: call start() (or use it as a context manager) first."
+            )
+        if (
+            isinstance(worker_id, bool)
+            or not isinstance(worker_id, int)
+            or not 0 <= worker_id < self._num_workers
+        ):
+            raise InvalidParamError(
+                f"worker_id must be an int in [0, {self._num_workers - 1}]. Received: worker_id={worker_id!r}"
+            )
+        if not isinstance(request, TaskRequest):
+            raise InvalidParamError(f"request must be a TaskRequest. Received: {type(request).__name__}")
+        self._requests[worker_id].put(request)
+
+    def next_result(self, timeout: float | None = None) -> TaskResult | None:
+        """Block until a worker finishes a task; ``None`` after ``timeout`` seconds."""
+        if self._failure is not None:
+            raise BackendError(self._failure)
+        try:
+            item = self._results.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if isinstance(item, _WorkerDied):
+            self._failure = f"Local worker {item.worker_id} died: {item.reason}"
+            raise BackendError(self._failure)
+        return item
+
+    def shutdown(self) -> None:
+        """Stop the worker threads (each finishes its current task first) and join them. Idempotent."""
+        with self._lock:
+            threads, requests = self._threads, self._requests
+            self._threads, self._requests = [], []
+        for q in requests:
+            q.put(_STOP)
+        for thread in threads:
+            thread.join()
+        if threads:
+            logger.info("LocalBackend stopped %d worker threads", len(threads))
+
+    @staticmethod
+    def _work(
+        ctx: WorkerContext, requests: queue.Queue[object], results: queue.Queue[TaskResult | _WorkerDied]
+    ) -> None:
+        try:
+            while True:
+                request = requests.get()
+                if not isinstance(request, TaskRequest):  # _STOP
+                    return
+                results.put(run_task(ctx, request))
+        except BaseException as exc:  # e.g. SystemExit in a task: tell the driver instead of hanging it
+            logger.error("local worker %d died", ctx.worker_id, exc_info=True)
+            results.put(_WorkerDied(ctx.worker_id, f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,269 @@
+"""The wire protocol of the control plane: frames, mutual authentication, messages.
+
+Every frame is a 4-byte big-endian length followed by that many bytes. A connection starts with a
+mutual HMAC-SHA256 challenge-response over a per-run random secret; only raw bytes of known, tiny
+sizes cross the wire until both sides have proved they hold the secret. Only then does either side
+build a :class:`Channel`, the one object that (un)pickles messages. An unauthenticated peer can
+therefore never make this process deserialize anything.
+
+Handshake (server = driver, client = worker)::
+
+    server -> client   nonce_s                                  (32 bytes)
+    client -> server   HMAC(secret, b"client" + nonce_s) + nonce_c  (64 bytes)
+    server -> client   HMAC(secret, b"server" + nonce_c)        (32 bytes; an empty frame = refused)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import pickle
+import secrets
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+from cerebro_spark.backend.base import TaskRequest, TaskResult
+from cerebro_spark.errors import AuthenticationError, BackendError, InvalidParamError
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 1 << 30
+"""The largest frame either side sends or accepts (1 GiB)."""
+
+HANDSHAKE_TIMEOUT_S = 10.0
+"""How long a peer has to complete the whole handshake."""
+
+SECRET_BYTES = 32
+NONCE_BYTES = 32
+_MAC_BYTES = hashlib.sha256().digest_size
+_HEADER = struct.Struct(">I")
+_PICKLE_PROTOCOL = 5
+_SMALL_FRAME = 64 * 1024  # below this, header and payload go out in one send
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message of a worker after authentication: who it is and where it runs."""
+
+    worker_id: int
+    pid: int
+    host: str
+    cores: int
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Sent by a worker every few seconds, also while a task runs (``t`` is its ``time.time()``)."""
+
+    worker_id: int
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Sent by the driver: finish the current task, then return."""
+
+
+Message = Hello | Heartbeat | Shutdown | TaskRequest | TaskResult
+_MESSAGE_TYPES = (Hello, Heartbeat, Shutdown, TaskRequest, TaskResult)
+
+
+def new_secret() -> bytes:
+    """A fresh random secret for one run of the control plane."""
+    return secrets.token_bytes(SECRET_BYTES)
+
+
+def send_frame(sock: socket.socket, payload: bytes | bytearray | memoryview) -> None:
+    """Send one frame. Raises BackendError if ``payload`` is larger than :data:`MAX_FRAME_BYTES`."""
+    size = len(payload)
+    if size > MAX_FRAME_BYTES:
+        raise BackendError(
+            f"A control-plane message must be at most {MAX_FRAME_BYTES} bytes. Received: {size} bytes. "
+            "Pass large data through the Store, not in task arguments or results."
+        )
+    if size < _SMALL_FRAME:
+        sock.sendall(_HEADER.pack(size) + bytes(payload))
+    else:
+        sock.sendall(_HEADER.pack(size))
+        sock.sendall(payload)
+
+
+def recv_frame(
+    sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES, deadline: float | None = None
+) -> bytearray:
+    """Receive one frame; partial reads are handled.
+
+    Raises ConnectionError at end of stream, TimeoutError past ``deadline`` (a ``time.monotonic()``
+    value) and BackendError if the announced size exceeds ``max_bytes``.
+    """
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
+    if size > max_bytes:
+        raise BackendError(f"Refused a frame of {size} bytes: at most {max_bytes} bytes are allowed here.")
+    return _recv_exact(sock, size, deadline)
+
+
+def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("timed out")
+            sock.settimeout(remaining)
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise ConnectionError(f"Connection closed by the peer after {got} of {size} bytes.")
+        got += n
+    return buf
+
+
+def _mac(secret: bytes, tag: bytes, nonce: bytes | bytearray) -> bytes:
+    return hmac.new(secret, tag + bytes(nonce), hashlib.sha256).digest()
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername())
+    except OSError:
+        return "<unknown peer>"
+
+
+def server_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HANDSHAKE_TIMEOUT_S) -> Channel:
+    """Authenticate the client on ``sock`` (driver side) and return the :class:`Channel`.
+
+    Raises AuthenticationError (and closes ``sock``) if the client does not prove that it holds
+    ``secret`` within ``timeout_s`` seconds; the refused peer is logged at WARNING.
+    """
+    peer = _peer(sock)
+    deadline = time.monotonic() + timeout_s
+    try:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        send_frame(sock, nonce)
+        answer = recv_frame(sock, _MAC_BYTES + NONCE_BYTES, deadline)
+        if len(answer) != _MAC_BYTES + NONCE_BYTES or not hmac.compare_digest(
+            answer[:_MAC_BYTES], _mac(secret, b"client", nonce)
+        ):
+            _send_quietly(sock, b"")  # tell the client it was refused
+            raise AuthenticationError(
+                f"Peer {peer} failed the challenge: it does not hold this run's secret."
+            )
+        send_frame(sock, _mac(secret, b"server", answer[_MAC_BYTES:]))
+    except AuthenticationError as exc:
+        _refuse(sock, peer, str(exc))
+        raise
+    except (OSError, BackendError) as exc:
+        reason = "handshake timed out" if isinstance(exc, TimeoutError) else f"handshake failed: {exc}"
+        _refuse(sock, peer, reason)
+        raise AuthenticationError(f"Peer {peer} was refused: {reason} (limit {timeout_s:g} s).") from exc
+    sock.settimeout(None)
+    return Channel(sock)
+
+
+def client_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HANDSHAKE_TIMEOUT_S) -> Channel:
+    """Authenticate with the server on ``sock`` (worker side) and return the :class:`Channel`.
+
+    Raises AuthenticationError (and closes ``sock``) if the server refuses this client or fails
+    to prove that it holds ``secret`` itself.
+    """
+    deadline = time.monotonic() + timeout_s
+    try:
+        challenge = recv_frame(sock, NONCE_BYTES, deadline)
+        if len(challenge) != NONCE_BYTES:
+            raise AuthenticationError(f"The server sent a malformed challenge ({len(challenge)} bytes).")
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        send_frame(sock, _mac(secret, b"client", challenge) + nonce)
+        proof = recv_frame(sock, _MAC_BYTES, deadline)
+        if not proof:
+            raise AuthenticationError("The driver refused this worker: the secret does not match this run's.")
+        if not hmac.compare_digest(proof, _mac(secret, b"server", nonce)):
+            raise AuthenticationError("The server failed to prove that it holds this run's secret.")
+    except AuthenticationError:
+        _close_quietly(sock)
+        raise
+    except (OSError, BackendError) as exc:
+        _close_quietly(sock)
+        raise AuthenticationError(f"The handshake with the driver failed: {exc!r}.") from exc
+    sock.settimeout(None)
+    return Channel(sock)
+
+
+def _refuse(sock: socket.socket, peer: str, reason: str) -> None:
+    logger.warning("control plane refused connection from %s: %s", peer, reason)
+    _close_quietly(sock)
+
+
+def _send_quietly(sock: socket.socket, payload: bytes) -> None:
+    try:
+        send_frame(sock, payload)
+    except OSError:
+        pass
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class Channel:
+    """An authenticated connection that sends and receives pickled :data:`Message` values.
+
+    Only :func:`server_handshake` and :func:`client_handshake` create channels. :meth:`send` is
+    thread-safe (a lock serializes whole frames); :meth:`recv` must be called by one thread only.
+
+    Parameters
+    ----------
+    sock : socket.socket
+        A connected socket whose peer has been authenticated.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._send_lock = threading.Lock()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        except OSError:  # not TCP (e.g. a Unix socketpair in tests)
+            pass
+
+    @property
+    def sock(self) -> socket.socket:
+        """The underlying socket."""
+        return self._sock
+
+    def send(self, message: Message) -> None:
+        """Pickle ``message`` and send it as one frame.
+
+        Raises InvalidParamError (and sends nothing) if ``message`` cannot be pickled.
+        """
+        try:
+            payload = pickle.dumps(message, protocol=_PICKLE_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise InvalidParamError(
+                f"A {type(message).__name__} cannot cross the control plane: {type(exc).__name__}: {exc}. "
+                "Task arguments and return values must be plain picklable values (numbers, strings, "
+                "lists, dicts, dataclasses of those, numpy arrays); pass anything else by reference."
+            ) from exc
+        with self._send_lock:
+            send_frame(self._sock, payload)
+
+    def recv(self, deadline: float | None = None) -> Message:
+        """Receive the next message. Raises ConnectionError at end of stream."""
+        message = pickle.loads(recv_frame(self._sock, deadline=deadline))
+        if deadline is not None:
+            self._sock.settimeout(None)
+        if not isinstance(message, _MESSAGE_TYPES):
+            raise BackendError(f"Unexpected control-plane message of type {type(message).__name__}.")
+        return message
+
+    def close(self) -> None:
+        """Shut the connection down (waking a thread blocked in :meth:`recv`) and close it."""
+        _close_quietly(self._sock)

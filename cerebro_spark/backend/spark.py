@@ -1,0 +1,280 @@
+"""SparkBackend: P long-lived workers in one Spark barrier stage, driven over an authenticated socket."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from cerebro_spark.backend._barrier_job import BarrierJob, JobEnded, master, task_slots
+from cerebro_spark.backend._control_server import ControlServer, WorkerLost, WorkerReady
+from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult
+from cerebro_spark.backend.protocol import Shutdown, new_secret
+from cerebro_spark.errors import BackendError, InvalidParamError
+
+if TYPE_CHECKING:
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_WAIT_S = 30.0
+"""How long shutdown() waits for the workers to return before it cancels the Spark job group."""
+
+_LOST_WORKER_GRACE_S = 5.0  # how long to wait for Spark's own error after a worker's connection drops
+
+
+class SparkBackend(Backend):
+    """Run tasks on ``num_workers`` long-lived Python workers, one barrier-stage task each.
+
+    :meth:`start` opens an authenticated TCP server on the driver and launches one barrier stage of
+    ``num_workers`` tasks; each task connects back, proves it holds this run's secret, and then runs
+    :class:`TaskRequest`s until :meth:`shutdown`. The stage runs in a background thread under its own
+    job group, which shutdown cancels if the workers do not stop by themselves.
+
+    Parameters
+    ----------
+    spark : SparkSession, optional
+        The session to use; by default the active session (or a new one), looked up at start.
+    num_workers : int, optional
+        Number of workers (P); by default the cluster's ``defaultParallelism``. The barrier stage
+        needs this many free task slots at once.
+    start_timeout_s : float, default 300
+        How long :meth:`start` waits for every worker to connect.
+    heartbeat_s : float, default 5
+        How often each worker sends a heartbeat (see :meth:`last_seen`).
+    bind_address : str, optional
+        Address of the driver that executors can reach. By default ``127.0.0.1`` on a local
+        master, else ``spark.driver.host``.
+
+    Examples
+    --------
+    >>> with SparkBackend(spark, num_workers=2) as backend:  # doctest: +SKIP
+    ...     backend.submit(0, TaskRequest(1, "cerebro_spark.testing.tasks:echo", {"value": 1}))
+    ...     backend.next_result(timeout=60).value
+    1
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession | None = None,
+        num_workers: int | None = None,
+        *,
+        start_timeout_s: float = 300.0,
+        heartbeat_s: float = 5.0,
+        bind_address: str | None = None,
+    ) -> None:
+        self._spark = spark
+        self._requested_workers = num_workers
+        self._start_timeout_s = start_timeout_s
+        self._heartbeat_s = heartbeat_s
+        self._bind_address = bind_address
+        self._num_workers: int | None = None
+        self._sc: SparkContext | None = None
+        self._server: ControlServer | None = None
+        self._job: BarrierJob | None = None
+        self._events: queue.Queue[object] = queue.Queue()
+        self._failure: str | None = None
+        self._lifecycle = threading.RLock()
+
+    @property
+    def num_workers(self) -> int:
+        """Number of workers (P). Before :meth:`start` it is resolved (and checked against the
+        cluster's task slots) from the session, so callers can size the data first."""
+        if self._num_workers is not None:
+            return self._num_workers
+        return self._resolve_num_workers(self._spark_context())
+
+    def start(self) -> None:
+        """Launch the workers; return once all of them are connected and authenticated.
+
+        Raises
+        ------
+        InvalidParamError
+            If ``num_workers`` is not an int >= 1.
+        BackendError
+            If the cluster cannot run ``num_workers`` tasks at once, the Spark job fails, or not
+            every worker connects within ``start_timeout_s``.
+        """
+        with self._lifecycle:
+            if self._server is not None:
+                raise BackendError(
+                    "SparkBackend is already started: call shutdown() before starting it again."
+                )
+            sc = self._spark_context()
+            n = self._resolve_num_workers(sc)
+            try:
+                self._sc, self._num_workers, self._failure = sc, n, None
+                self._events = queue.Queue()
+                secret = new_secret()
+                self._server = self._listen(self._bind_host(sc), secret, n)
+                address = self._worker_address(sc, self._server.address)
+                self._job = BarrierJob(sc, n, address, secret, self._heartbeat_s, self._events)
+                self._await_workers(n)
+            except BaseException:
+                self._stop(grace_s=0.0)
+                raise
+        logger.info("%s started", self.describe())
+
+    def submit(self, worker_id: int, request: TaskRequest) -> None:
+        """Send ``request`` to worker ``worker_id`` (it queues behind the worker's current task)."""
+        server = self._running_server()
+        if (
+            isinstance(worker_id, bool)
+            or not isinstance(worker_id, int)
+            or not 0 <= worker_id < self.num_workers
+        ):
+            raise InvalidParamError(
+                f"worker_id must be an int in [0, {self.num_workers - 1}]. Received: worker_id={worker_id!r}"
+            )
+        if not isinstance(request, TaskRequest):
+            raise InvalidParamError(f"request must be a TaskRequest. Received: {type(request).__name__}")
+        if self._failure is not None:
+            raise BackendError(self._failure)
+        server.send(worker_id, request)
+
+    def next_result(self, timeout: float | None = None) -> TaskResult | None:
+        """Block until a worker finishes a task; ``None`` after ``timeout`` seconds.
+
+        Raises BackendError, naming the worker and Spark's error, once a worker or the job is lost.
+        """
+        self._running_server()
+        if self._failure is not None:
+            raise BackendError(self._failure)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                event = self._events.get(timeout=remaining)
+            except queue.Empty:
+                return None
+            if isinstance(event, TaskResult):
+                return event
+            if isinstance(event, (WorkerLost, JobEnded)):
+                self._failure = self._failure_message(event)
+                logger.error("%s", self._failure)
+                raise BackendError(self._failure)
+
+    def last_seen(self, worker_id: int) -> float | None:
+        """Driver's ``time.monotonic()`` when ``worker_id`` last sent anything (heartbeats included)."""
+        server = self._server
+        return None if server is None else server.last_seen(worker_id)
+
+    def shutdown(self) -> None:
+        """Stop the workers, the Spark job, the server and every thread. Idempotent."""
+        with self._lifecycle:
+            self._stop(grace_s=SHUTDOWN_WAIT_S)
+
+    def describe(self) -> str:
+        """Master, number of workers and the control plane's address."""
+        url = master(self._sc) if self._sc is not None else "?"
+        n = self._num_workers if self._num_workers is not None else self._requested_workers or "auto"
+        address = "not started"
+        if self._server is not None:
+            host, port = self._server.address
+            address = f"{host}:{port}"
+        return f"SparkBackend(master={url}, num_workers={n}, address={address})"
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def _spark_context(self) -> SparkContext:
+        from pyspark.sql import SparkSession
+
+        spark = self._spark or SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+        return spark.sparkContext
+
+    def _resolve_num_workers(self, sc: SparkContext) -> int:
+        n: Any = self._requested_workers if self._requested_workers is not None else sc.defaultParallelism
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidParamError(
+                "SparkBackend's num_workers must be an int >= 1 (or None for the cluster's default "
+                f"parallelism). Received: num_workers={n!r}"
+            )
+        slots, how = task_slots(sc)
+        if n > slots:
+            raise BackendError(
+                f"SparkBackend needs num_workers={n} tasks running at once, but the cluster has only {slots} "
+                f"task slots ({how}). The workers run as one barrier stage, which waits until that many slots "
+                f"are free at the same time. Pass num_workers <= {slots}, or give the cluster more cores."
+            )
+        return n
+
+    def _bind_host(self, sc: SparkContext) -> str:
+        if self._bind_address:
+            return self._bind_address
+        if master(sc).startswith("local"):
+            return "127.0.0.1"
+        return sc.getConf().get("spark.driver.host") or "127.0.0.1"
+
+    def _listen(self, host: str, secret: bytes, n: int) -> ControlServer:
+        try:
+            return ControlServer(host, secret, n, self._events)
+        except OSError as exc:
+            raise BackendError(
+                f"SparkBackend cannot listen on {host!r}: {exc}. Pass bind_address= an address of this "
+                "machine that the executors can reach."
+            ) from exc
+
+    @staticmethod
+    def _worker_address(sc: SparkContext, bound: tuple[str, int]) -> tuple[str, int]:
+        host, port = bound
+        if host in ("0.0.0.0", "::", ""):  # bound to every interface: tell workers the driver's host
+            host = sc.getConf().get("spark.driver.host") or "127.0.0.1"
+        return host, port
+
+    def _await_workers(self, n: int) -> None:
+        deadline = time.monotonic() + self._start_timeout_s
+        ready: set[int] = set()
+        while len(ready) < n:
+            try:
+                event = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise BackendError(
+                    f"Only {len(ready)} of {n} workers connected within start_timeout_s={self._start_timeout_s:g} s. "
+                    "Check that executors can reach the driver (bind_address) and that the cluster has "
+                    f"{n} free task slots."
+                ) from None
+            if isinstance(event, WorkerReady):
+                ready.add(event.hello.worker_id)
+            elif isinstance(event, (WorkerLost, JobEnded)):
+                raise BackendError(
+                    f"SparkBackend could not start: {len(ready)} of {n} workers connected, then "
+                    + self._failure_message(event)
+                )
+
+    # -- failures and shutdown -----------------------------------------------------------------
+
+    def _running_server(self) -> ControlServer:
+        if self._server is None:
+            raise BackendError(
+                "SparkBackend is not running: call start() (or use it as a context manager) first."
+            )
+        return self._server
+
+    def _failure_message(self, event: WorkerLost | JobEnded) -> str:
+        if isinstance(event, JobEnded):
+            why = event.error or "every task returned, as if the driver had closed the connections"
+            return f"the Spark job running the workers ended unexpectedly: {why}"
+        job = self._job
+        if job is not None:
+            job.join(timeout=_LOST_WORKER_GRACE_S)  # Spark's error usually follows the dropped connection
+        spark_error = f" The Spark job failed: {job.error}" if job is not None and job.error else ""
+        return f"Worker {event.worker_id} was lost ({event.reason}).{spark_error}"
+
+    def _stop(self, grace_s: float) -> None:
+        server, job = self._server, self._job
+        try:
+            if server is not None:
+                if server.num_connected == 0:
+                    grace_s = 0.0  # nobody to tell: cancel the stage at once
+                server.stop_workers(Shutdown())
+            if job is not None:
+                job.stop(grace_s, cancel_wait_s=SHUTDOWN_WAIT_S)
+        finally:
+            if server is not None:
+                server.close()
+            self._server, self._job = None, None
+            if server is not None or job is not None:
+                logger.info("SparkBackend stopped (job group %s)", job.group if job else "none")
