@@ -82,19 +82,20 @@ def run_search(
     run_id = owner.getOrDefault(owner.run_id) or layout.new_run_id(datetime.now(timezone.utc), secrets.token_hex(3))
     layout.validate_run_id(run_id)
 
+    validation = owner.getOrDefault(owner.validation)
+    if metric.startswith("val_") and validation in (None, 0):
+        raise InvalidParamError(
+            f"The evaluation metric {metric!r} needs validation data, but validation is {validation!r}. "
+            "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
+        )
     trials = algorithm.initial_trials()
     estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}  # no Spark job yet
     dataset = prepare_data(
         df, store,
         feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
-        num_partitions=backend.num_workers, validation=owner.getOrDefault(owner.validation),
+        num_partitions=backend.num_workers, validation=validation,
         seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
     )  # fmt: skip
-    if metric.startswith("val_") and not dataset.has_validation:
-        raise InvalidParamError(
-            f"The evaluation metric {metric!r} needs validation data, but validation is "
-            f"{owner.getOrDefault(owner.validation)!r}. Set validation= or use a training metric such as 'loss'."
-        )
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
 

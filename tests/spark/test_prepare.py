@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
-from contextlib import contextmanager
 from decimal import Decimal
 
 import numpy as np
@@ -71,33 +69,6 @@ def frame(spark):
     chunks = [rows[:10], rows[10:100], rows[100:101], rows[101:180], [], rows[180:250], rows[250:]]
     rdd = spark.sparkContext.parallelize(chunks, len(chunks)).flatMap(lambda chunk: chunk)
     return spark.createDataFrame(rdd, _schema())
-
-
-@contextmanager
-def _job_group(spark, group: str):
-    sc = spark.sparkContext
-    sc.setJobGroup(group, "cerebro tests: counting jobs")
-    try:
-        yield
-    finally:
-        for key in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
-            sc.setLocalProperty(key, None)
-
-
-def _jobs_run_by(spark, fn) -> int:
-    """How many Spark jobs ``fn()`` started (Spark records jobs asynchronously: wait for a marker job
-    run afterwards, whose start is recorded after every earlier job's)."""
-    sc = spark.sparkContext
-    group, marker = f"test-{uuid.uuid4().hex}", f"marker-{uuid.uuid4().hex}"
-    with _job_group(spark, group):
-        fn()
-    with _job_group(spark, marker):
-        sc.parallelize([0], 1).count()
-    deadline = time.monotonic() + 30
-    while not sc.statusTracker().getJobIdsForGroup(marker):
-        assert time.monotonic() < deadline, "the marker job was never recorded"
-        time.sleep(0.05)
-    return len(sc.statusTracker().getJobIdsForGroup(group))
 
 
 def _read_all(store, spec, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -276,16 +247,16 @@ def _mtimes(store, spec) -> dict[str, int]:
     return {k: os.stat(store.local_path(k)).st_mtime_ns for k in keys}
 
 
-def test_reuse_returns_the_same_spec_without_any_job_or_write(spark, frame, store):
+def test_reuse_returns_the_same_spec_without_any_job_or_write(spark, frame, store, count_jobs):
     first = _prepare(frame, store, validation=0.2, seed=3)
     before = _mtimes(store, first)
     time.sleep(0.01)
     found = {}
-    assert _jobs_run_by(spark, lambda: found.update(spec=_prepare(frame, store, validation=0.2, seed=3))) == 0
+    assert count_jobs(lambda: found.update(spec=_prepare(frame, store, validation=0.2, seed=3))) == 0
     assert found["spec"] == first
     assert _mtimes(store, first) == before
     # the counter does see jobs: preparing again with reuse=False runs some and rewrites the files
-    assert _jobs_run_by(spark, lambda: _prepare(frame, store, validation=0.2, seed=3, reuse=False)) > 0
+    assert count_jobs(lambda: _prepare(frame, store, validation=0.2, seed=3, reuse=False)) > 0
     assert all(before[k] != t for k, t in _mtimes(store, first).items())
 
 
@@ -365,14 +336,14 @@ def test_file_sources_fingerprint_by_files_and_plan(spark, frame, tmp_path):
         ({"validation": "x"}, r"Validation column 'x' must be boolean .*Received: double\."),
     ],
 )
-def test_schema_errors_run_no_spark_job(spark, frame, store, kwargs, message):
+def test_schema_errors_run_no_spark_job(spark, frame, store, kwargs, message, count_jobs):
     args = {"feature_columns": ["x"], "label_columns": ["id"], "num_partitions": 2, **kwargs}
 
     def call():
         with pytest.raises(DataError, match=message):
             prepare_data(frame, store, **args)
 
-    assert _jobs_run_by(spark, call) == 0
+    assert count_jobs(call) == 0
     assert store.listdir("data") == []
 
 
