@@ -33,8 +33,13 @@ def estimator_gen_fn(params):
         keras.layers.Dense(params["width"], activation="relu"),
         keras.layers.Dense(1, activation="sigmoid"),
     ])  # fmt: skip
-    return KerasEstimator(model=model, optimizer=keras.optimizers.Adam(params["lr"]),
-                          loss="binary_crossentropy", metrics=["accuracy"], batch_size=params["batch_size"])
+    return KerasEstimator(
+        model=model,
+        optimizer=keras.optimizers.Adam(params["lr"]),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        batch_size=params["batch_size"],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     spark.sparkContext.setLogLevel("ERROR")
     try:
         df = make_dataframe(spark, args.rows + 2_000, seed=args.seed)
-        train_df, test_df = df.randomSplit([args.rows, 2_000], seed=args.seed)
+        train_df, test_df = df.randomSplit([float(args.rows), 2_000.0], seed=args.seed)
         search = GridSearch(
             backend=SparkBackend(spark, num_workers=args.workers),
             store=Store.create(args.store),
@@ -76,15 +81,29 @@ def main(argv: list[str] | None = None) -> None:
         result = search.fit(train_df)
 
         board = result.leaderboard()
-        columns = ["model_id", "param_width", "param_lr", "best_epoch", "val_accuracy", "val_loss", "accuracy"]
+        columns = [
+            "model_id",
+            "param_width",
+            "param_lr",
+            "best_epoch",
+            "val_accuracy",
+            "val_loss",
+            "accuracy",
+        ]
         print("\nLeaderboard (best first):")
         print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         run = result.result
-        print(f"\nWall time {run.wall_seconds:.1f}s on {run.num_workers} workers, utilization {run.utilization():.2f}")
+        print(
+            f"\nWall time {run.wall_seconds:.1f}s on {run.num_workers} workers, utilization {run.utilization():.2f}"
+        )
 
         scored = result.transform(test_df)
-        accuracy = scored.selectExpr("avg(cast((prediction > 0.5) = (label = 1) as double)) as acc").first()["acc"]
-        print(f"Best model {result.best_model_id}: accuracy {accuracy:.3f} on {test_df.count()} held-out rows")
+        accuracy = scored.selectExpr("avg(cast((prediction > 0.5) = (label = 1) as double)) as acc").first()[
+            "acc"
+        ]
+        print(
+            f"Best model {result.best_model_id}: accuracy {accuracy:.3f} on {test_df.count()} held-out rows"
+        )
         print(f"Results: {search.getStore().url}/runs/{result.run_id}/ (search.json, journal.jsonl, models/)")
     finally:
         spark.stop()

@@ -22,5 +22,5 @@ def make_rows(num_rows: int, num_features: int = 20, seed: int = 0) -> tuple[np.
 def make_dataframe(spark, num_rows: int, num_features: int = 20, seed: int = 0, num_slices: int = 4):
     """A DataFrame with an array<float> ``features`` column and a long ``label`` column."""
     x, y = make_rows(num_rows, num_features, seed)
-    rows = [(features.tolist(), int(label)) for features, label in zip(x, y)]
+    rows = [(features.tolist(), int(label)) for features, label in zip(x, y, strict=True)]
     return spark.createDataFrame(rows, "features array<float>, label long").repartition(num_slices)

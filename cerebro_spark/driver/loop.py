@@ -202,7 +202,9 @@ class MopDriver:
     def _on_result(self, result: TaskResult) -> None:
         flight = self._flights.pop(result.task_id, None)
         if flight is None:
-            logger.warning("ignoring a result for unknown task %d from worker %d", result.task_id, result.worker_id)
+            logger.warning(
+                "ignoring a result for unknown task %d from worker %d", result.task_id, result.worker_id
+            )
             return
         a, model_id = flight.assignment, flight.assignment.unit.model_id
         if not result.ok or model_id in self._failing:
@@ -321,7 +323,9 @@ class MopDriver:
     def _result(self, wall_seconds: float) -> SearchResult:
         failed = [m for m in self.models.values() if m.status == "failed"]
         if self.models and len(failed) == len(self.models):
-            reasons = "\n".join(f"- {m.model_id} {m.params}: {m.error.splitlines()[0] if m.error else ''}" for m in failed)
+            reasons = "\n".join(
+                f"- {m.model_id} {m.params}: {m.error.splitlines()[0] if m.error else ''}" for m in failed
+            )
             raise TrainingError(f"Every model of the search failed:\n{reasons}")
         return SearchResult(
             self.settings.run_id, self.settings.metric, self.settings.mode, self.backend.num_workers,
@@ -346,8 +350,12 @@ class MopDriver:
             "models": {
                 m.model_id: {
                     "params": {k: _jsonable(v) for k, v in m.params.items()},
-                    "status": m.status, "reason": m.reason, "epochs": m.epochs,
-                    "best_epoch": m.best_epoch, "best_version": m.best_version, "version": m.version,
+                    "status": m.status,
+                    "reason": m.reason,
+                    "epochs": m.epochs,
+                    "best_epoch": m.best_epoch,
+                    "best_version": m.best_version,
+                    "version": m.version,
                 }  # fmt: skip
                 for m in self.models.values()
             },

@@ -79,7 +79,9 @@ def run_search(
     store, backend = owner.getStore(), resolve_backend(owner)
     user_seed = owner.getSeed()
     seed = user_seed if user_seed is not None else secrets.randbelow(2**31)
-    run_id = owner.getOrDefault(owner.run_id) or layout.new_run_id(datetime.now(timezone.utc), secrets.token_hex(3))
+    run_id = owner.getOrDefault(owner.run_id) or layout.new_run_id(
+        datetime.now(timezone.utc), secrets.token_hex(3)
+    )
     layout.validate_run_id(run_id)
 
     validation = owner.getOrDefault(owner.validation)
@@ -89,7 +91,9 @@ def run_search(
             "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
         )
     trials = algorithm.initial_trials()
-    estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}  # no Spark job yet
+    estimators = {
+        t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
+    }  # no Spark job yet
     dataset = prepare_data(
         df, store,
         feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
@@ -103,7 +107,9 @@ def run_search(
         est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
         return write_initial_model(store, run_id, trial.model_id, est, trial.params)
 
-    settings = RunSettings(run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None)
+    settings = RunSettings(
+        run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None
+    )
     driver = MopDriver(backend, store, dataset, algorithm, model_factory, settings)
     logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
     with _verbose_logging(owner.getOrDefault(owner.verbose)):
@@ -138,10 +144,10 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} has {len(tensors)} {kind}(s) but {len(columns)} "
                 f"{'feature' if kind == 'input' else 'label'} column(s) were given: {names}."
             )
-    for tensor, column in zip(inputs, dataset.features):
+    for tensor, column in zip(inputs, dataset.features, strict=True):
         expected = tuple(tensor.shape[1:])
         if len(expected) != len(column.shape) or any(
-            e is not None and e != c for e, c in zip(expected, column.shape)
+            e is not None and e != c for e, c in zip(expected, column.shape, strict=True)
         ):
             raise DataError(
                 f"Model {model_id!r} expects input shape {expected} (per row) but feature column "

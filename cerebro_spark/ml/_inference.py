@@ -41,7 +41,9 @@ def input_columns(df: DataFrame, names: list[str]) -> list[Column]:
     """Feature columns as Arrow-friendly columns (vectors become arrays), after checking they exist."""
     missing = [n for n in names if n not in df.columns]
     if missing:
-        raise DataError(f"Feature column(s) {missing} not found for transform. Available columns: {df.columns}.")
+        raise DataError(
+            f"Feature column(s) {missing} not found for transform. Available columns: {df.columns}."
+        )
     columns = []
     for name in names:
         column = F.col(name)
@@ -76,7 +78,9 @@ def predict_column(
         model = _load(digest, model_bytes, custom_objects)
         for frame in batches:
             outputs = _predict(model, [_to_numpy(frame[c]) for c in frame.columns], batch_size)
-            yield pd.DataFrame({f"_{i}": _to_series(o, t) for i, (o, t) in enumerate(zip(outputs, types))})
+            yield pd.DataFrame(
+                {f"_{i}": _to_series(o, t) for i, (o, t) in enumerate(zip(outputs, types, strict=True))}
+            )
 
     udf = F.pandas_udf(predict if len(types) == 1 else predict_several, return_type)  # type: ignore[call-overload]
     return udf(F.struct(*[c.alias(f"_in{i}") for i, c in enumerate(columns)]))

@@ -41,7 +41,11 @@ def _int_at_least(low: int) -> Callable[[Any], str | None]:
 
 
 def _optional_int(v: Any) -> str | None:
-    return None if v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool)) else "an int or None"
+    return (
+        None
+        if v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
+        else "an int or None"
+    )
 
 
 def _non_empty_str_list(v: Any) -> str | None:
@@ -123,9 +127,12 @@ def validate_params(instance: Params, names: list[str] | None = None) -> None:
 class HasDataParams(Params):
     """Where the data comes from and where the run lives: shared by the estimator and the searches."""
 
-    store: Param[Store] = _param("store", "the Store holding prepared data, checkpoints and records (required).")
+    store: Param[Store] = _param(
+        "store", "the Store holding prepared data, checkpoints and records (required)."
+    )
     backend: Param[Backend] = _param(
-        "backend", "where training runs: a SparkBackend (default: one on the active SparkSession) or a LocalBackend."
+        "backend",
+        "where training runs: a SparkBackend (default: one on the active SparkSession) or a LocalBackend.",
     )
     feature_columns: Param[list[str]] = _param(
         "feature_columns", "names of the feature columns, one per model input (required).", _to_str_list
@@ -141,7 +148,9 @@ class HasDataParams(Params):
     seed: Param[int] = _param(
         "seed", "seed of the whole run; when set, results are reproducible (TF op determinism on)."
     )
-    verbose: Param[int] = _param("verbose", "0: quiet; 1: log a line per model epoch (>= 0).", TypeConverters.toInt)
+    verbose: Param[int] = _param(
+        "verbose", "0: quiet; 1: log a line per model epoch (>= 0).", TypeConverters.toInt
+    )
     run_id: Param[str] = _param("run_id", "name of the run folder in the Store (default: a new unique id).")
 
     def __init__(self) -> None:

@@ -57,7 +57,9 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
     """
 
     model: Param[Any] = _param("model", "a built keras.Model (required).")
-    optimizer: Param[Any] = _param("optimizer", "a keras optimizer or its name; default: the compiled model's.")
+    optimizer: Param[Any] = _param(
+        "optimizer", "a keras optimizer or its name; default: the compiled model's."
+    )
     loss: Param[Any] = _param("loss", "the Keras loss; default: the compiled model's.")
     metrics: Param[Any] = _param("metrics", "list of Keras metrics.")
     loss_weights: Param[Any] = _param("loss_weights", "weights of each output's loss (several outputs).")

@@ -122,4 +122,6 @@ class KerasModel(Model, HasPredictionParams):
             return dataset.withColumn(name, column)
         tmp = f"__{name}_struct"
         out = dataset.withColumn(tmp, column)
-        return out.select("*", *[F.col(f"{tmp}._{i}").alias(f"{name}_{i}") for i in range(len(shapes))]).drop(tmp)
+        return out.select("*", *[F.col(f"{tmp}._{i}").alias(f"{name}_{i}") for i in range(len(shapes))]).drop(
+            tmp
+        )

@@ -42,7 +42,9 @@ class ModelSelectionModel(Model, HasPredictionParams):
         self._loaded: dict[str, KerasModel] = {}
 
     @classmethod
-    def _create(cls, result: SearchResult, specs: dict[str, ModelSpec], store: Store, owner: Any) -> ModelSelectionModel:
+    def _create(
+        cls, result: SearchResult, specs: dict[str, ModelSpec], store: Store, owner: Any
+    ) -> ModelSelectionModel:
         instance = cls()
         instance._set(
             prediction_col=owner.getOrDefault(owner.prediction_col),
@@ -78,9 +80,15 @@ class ModelSelectionModel(Model, HasPredictionParams):
         if model_id not in self._loaded:
             record = self._record(model_id)
             if record.best_version is None or self._store is None:
-                raise TrainingError(f"Model {model_id!r} finished no epoch ({record.status}: {record.reason}).")
+                raise TrainingError(
+                    f"Model {model_id!r} finished no epoch ({record.status}: {record.reason})."
+                )
             self._loaded[model_id] = KerasModel.from_store(
-                self._store, self._specs[model_id], record.best_version, self._owner, history=record.metric_series()
+                self._store,
+                self._specs[model_id],
+                record.best_version,
+                self._owner,
+                history=record.metric_series(),
             )
         return self._loaded[model_id]
 
@@ -90,7 +98,11 @@ class ModelSelectionModel(Model, HasPredictionParams):
 
     def get_all_models(self) -> dict[str, KerasModel]:
         """Every model that finished at least one epoch, at its best epoch, by model id."""
-        return {m.model_id: self.get_model(m.model_id) for m in self._result().models.values() if m.best_version is not None}
+        return {
+            m.model_id: self.get_model(m.model_id)
+            for m in self._result().models.values()
+            if m.best_version is not None
+        }
 
     def get_history(self) -> dict[str, list[float]]:
         """The best model's Keras-style history (metric -> one value per epoch)."""
@@ -120,7 +132,9 @@ class ModelSelectionModel(Model, HasPredictionParams):
         if frame.empty:
             return frame
         ascending = result.mode == "min"
-        return frame.sort_values(result.metric, ascending=ascending, kind="stable", na_position="last").reset_index(drop=True)
+        return frame.sort_values(
+            result.metric, ascending=ascending, kind="stable", na_position="last"
+        ).reset_index(drop=True)
 
     def keras(self) -> keras.Model:
         """The best model as a ``keras.Model``."""

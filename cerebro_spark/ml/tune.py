@@ -37,7 +37,9 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams):
         TypeConverters.toString,
     )  # fmt: skip
     mode: Param[str] = _param(
-        "mode", "'min' or 'max' for the evaluation metric; 'auto' infers it from the name.", TypeConverters.toString
+        "mode",
+        "'min' or 'max' for the evaluation metric; 'auto' infers it from the name.",
+        TypeConverters.toString,
     )
 
     def __init__(self) -> None:
@@ -63,7 +65,12 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams):
         metric = self.getOrDefault(self.evaluation_metric)
         mode = resolve_mode(metric, self.getOrDefault(self.mode))
         outcome = run_search(
-            self, dataset, self._algorithm(), lambda trial: gen_fn(dict(trial.params)), metric=metric, mode=mode
+            self,
+            dataset,
+            self._algorithm(),
+            lambda trial: gen_fn(dict(trial.params)),
+            metric=metric,
+            mode=mode,
         )
         return ModelSelectionModel._create(outcome.result, outcome.specs, outcome.store, self)
 
@@ -130,7 +137,9 @@ class RandomSearch(_ModelSelection):
     and the same seed gives the same configurations. Other parameters as :class:`GridSearch`.
     """
 
-    num_models: Param[int] = _param("num_models", "number of configurations to sample (>= 1).", TypeConverters.toInt)
+    num_models: Param[int] = _param(
+        "num_models", "number of configurations to sample (>= 1).", TypeConverters.toInt
+    )
 
     @keyword_only
     def __init__(

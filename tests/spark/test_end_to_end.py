@@ -67,7 +67,10 @@ def test_grid_of_8_models_x_3_epochs_on_local_2(spark, rows_20k, store):
     assert_exact_schedule(journal, history.keys(), epochs=3, partitions=2)
     assert all(u["partition"] == u["worker_id"] for u in journal)
     # the model hops: each model trains on both workers
-    assert all({u["worker_id"] for u in journal if u["model_id"] == m and u["kind"] == "train"} == {0, 1} for m in history)
+    assert all(
+        {u["worker_id"] for u in journal if u["model_id"] == m and u["kind"] == "train"} == {0, 1}
+        for m in history
+    )
 
     board = result.leaderboard()
     best = result.get_best_model()
@@ -86,13 +89,17 @@ def test_same_seed_gives_identical_histories(spark, store):
     df = make_dataframe(spark, 2_000, seed=5)
     space = {"width": hp_choice([8, 16]), "lr": hp_choice([1e-2, 1e-3]), "batch_size": 32}
     runs = [
-        grid_search(store, SparkBackend(spark, num_workers=2), search_space=space, num_epochs=2, run_id=f"same-{i}")
+        grid_search(
+            store, SparkBackend(spark, num_workers=2), search_space=space, num_epochs=2, run_id=f"same-{i}"
+        )
         .fit(df)
         .get_all_model_history()
         for i in range(2)
     ]
     assert runs[0] == runs[1]
-    other = grid_search(store, SparkBackend(spark, num_workers=2), search_space=space, num_epochs=2, seed=12).fit(df)
+    other = grid_search(
+        store, SparkBackend(spark, num_workers=2), search_space=space, num_epochs=2, seed=12
+    ).fit(df)
     assert other.get_all_model_history() != runs[0]
 
 
@@ -103,7 +110,13 @@ def test_keras_estimator_fit_and_transform(spark, store):
     from cerebro_spark.keras import KerasEstimator, KerasModel
 
     df = make_dataframe(spark, 1_000, seed=9)
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((20,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     est = KerasEstimator(model=model, optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy",
                          metrics=["accuracy"], batch_size=32, feature_columns=["features"], label_columns=["label"],
                          store=store, backend=LocalBackend(2), validation=0.25, num_epochs=2, seed=1, verbose=0)  # fmt: skip

@@ -81,7 +81,9 @@ def test_bad_input_fails_before_any_spark_job(df, store, count_jobs, overrides, 
 
 
 def test_model_that_does_not_fit_the_data_is_refused_before_training(df, store):
-    with pytest.raises(DataError, match=r"expects input shape \(7,\) .* column 'features' has rows of shape \(20,\)"):
+    with pytest.raises(
+        DataError, match=r"expects input shape \(7,\) .* column 'features' has rows of shape \(20,\)"
+    ):
         search(store, estimator_gen_fn=wrong_input_shape).fit(df)
     assert store.listdir("runs") == []
 
@@ -93,9 +95,13 @@ def test_keras_estimator_params_are_checked(df, store):
 
     model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(1)])
     base = dict(model=model, loss="mse", feature_columns=["features"], label_columns=["label"], store=store)
-    with pytest.raises(InvalidParamError, match=r"'batch_size' param of KerasEstimator must be an int >= 1\. Received: 0"):
+    with pytest.raises(
+        InvalidParamError, match=r"'batch_size' param of KerasEstimator must be an int >= 1\. Received: 0"
+    ):
         KerasEstimator(**base, batch_size=0).fit(df)
-    with pytest.raises(InvalidParamError, match=r"'model' param of KerasEstimator must be a keras\.Model\. Received: str"):
+    with pytest.raises(
+        InvalidParamError, match=r"'model' param of KerasEstimator must be a keras\.Model\. Received: str"
+    ):
         KerasEstimator(**{**base, "model": "model.keras"}).fit(df)
     with pytest.raises(InvalidParamError, match=r"needs a loss"):
         KerasEstimator(**{**base, "loss": None}).fit(df)

@@ -27,8 +27,12 @@ def dataset(num_partitions: int, val_rows: int = 10) -> DatasetSpec:
         root="data/ffffffff",
         features=(ColumnSpec("x", "float32", (3,)),),
         labels=(ColumnSpec("y", "int64"),),
-        train=tuple(PartitionSpec(f"data/ffffffff/train/part-{i:05d}.parquet", 100 + i) for i in range(num_partitions)),
-        val=tuple(PartitionSpec(f"data/ffffffff/val/part-{i:05d}.parquet", val_rows) for i in range(num_partitions)),
+        train=tuple(
+            PartitionSpec(f"data/ffffffff/train/part-{i:05d}.parquet", 100 + i) for i in range(num_partitions)
+        ),
+        val=tuple(
+            PartitionSpec(f"data/ffffffff/val/part-{i:05d}.parquet", val_rows) for i in range(num_partitions)
+        ),
     )
 
 
@@ -38,7 +42,9 @@ def make_driver(store, space, *, workers=2, epochs=3, seed=1, metric="val_loss",
 
     settings = RunSettings(run_id="r1", metric=metric, mode=mode, seed=seed)
     algo = GridSearchAlgorithm(space, num_epochs=epochs)
-    return MopDriver(LocalBackend(workers), store, dataset(workers, val_rows), algo, factory, settings, tasks=FAKES)
+    return MopDriver(
+        LocalBackend(workers), store, dataset(workers, val_rows), algo, factory, settings, tasks=FAKES
+    )
 
 
 def test_every_model_trains_on_every_partition_once_per_epoch(store):
@@ -50,7 +56,11 @@ def test_every_model_trains_on_every_partition_once_per_epoch(store):
         assert [e.epoch for e in record.history] == [1, 2, 3]
         for epoch in (1, 2, 3):
             for kind in ("train", "eval"):
-                parts = sorted(u.partition for u in result.units if (u.model_id, u.epoch, u.kind) == (model_id, epoch, kind))
+                parts = sorted(
+                    u.partition
+                    for u in result.units
+                    if (u.model_id, u.epoch, u.kind) == (model_id, epoch, kind)
+                )
                 assert parts == [0, 1, 2], (model_id, epoch, kind)
         assert {"loss", "val_loss", "val_accuracy"} <= set(record.history[-1].metrics)
     # every unit ran on the worker that holds its partition

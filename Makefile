@@ -1,0 +1,51 @@
+# Every target creates the virtual environment (.venv) and installs the package first if needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install example test test-unit test-spark test-e2e bench lint typecheck imports ci clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[spark,tf,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job: a small grid search with MOP on a local Spark, Store under store/.
+example: install
+	$(BIN)/python examples/quickstart.py
+
+## The test suite CI runs (everything but `slow` and `gpu` tests).
+test: install
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit -q
+
+test-spark: install
+	$(BIN)/python -m pytest tests/spark -q -m "not slow"
+
+test-e2e: install
+	$(BIN)/python -m pytest -m slow -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_mop.py
+
+lint: install
+	$(BIN)/ruff check cerebro_spark tests examples benchmarks
+	$(BIN)/ruff format --check cerebro_spark tests examples benchmarks
+
+typecheck: install
+	$(BIN)/mypy --strict cerebro_spark/scheduler cerebro_spark/search cerebro_spark/store cerebro_spark/backend/base.py
+
+imports: install
+	$(BIN)/lint-imports
+
+ci: lint imports typecheck test
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
