@@ -6,8 +6,12 @@ and checkpoints as ``.weights.h5`` (weights and optimizer state), never as legac
 
 from __future__ import annotations
 
+import hashlib
+import json
+import numbers
 import os
 import pickle
+import re
 import tempfile
 from typing import TYPE_CHECKING, Any
 
@@ -51,14 +55,46 @@ def pickled_custom_objects(est: KerasEstimator) -> bytes:
     return cloudpickle.dumps(dict(custom))  # type: ignore[no-any-return]
 
 
+def structure_key(model: keras.Model, custom_objects: bytes) -> str:
+    """A digest equal for models that differ only in state: same architecture (layer names aside),
+    same compile settings (a constant learning rate aside: it is an optimizer variable, saved in
+    every checkpoint), same custom objects. Workers share one traced model among them."""
+    config, compile_config = model.get_config(), model.get_compile_config()
+    optimizer = compile_config.get("optimizer")
+    if isinstance(optimizer, dict) and isinstance(optimizer.get("config"), dict):
+        optimizer["config"]["name"] = "<optimizer>"
+        if isinstance(optimizer["config"].get("learning_rate"), numbers.Real):
+            optimizer["config"]["learning_rate"] = "<variable>"
+    names = [model.name, *(layer.name for layer in model._flatten_layers(include_self=False))]
+    names += _input_layer_names(config)
+    canonical = {name: f"<layer {i}>" for i, name in enumerate(dict.fromkeys(names))}
+    document = json.dumps([config, compile_config], sort_keys=True, default=repr)
+    document = re.sub(r'"([^"]+)"', lambda m: f'"{canonical.get(m.group(1), m.group(1))}"', document)
+    digest = hashlib.sha256(document.encode() + hashlib.sha256(custom_objects).digest())
+    return digest.hexdigest()[:16]
+
+
+def _input_layer_names(config: Any) -> list[str]:
+    """Names of the InputLayers in a model config (Sequential models do not list them as layers)."""
+    if isinstance(config, list):
+        return [name for item in config for name in _input_layer_names(item)]
+    if not isinstance(config, dict):
+        return []
+    found = []
+    if config.get("class_name") == "InputLayer" and isinstance(config.get("config"), dict):
+        found.append(str(config["config"].get("name")))
+    return found + [name for value in config.values() for name in _input_layer_names(value)]
+
+
 def write_initial_model(
     store: Store, run_id: str, model_id: str, est: KerasEstimator, params: dict[str, Any]
 ) -> ModelSpec:
     """Compile ``est``'s model and write it (``model.keras``) and its state (version 0) to the Store."""
     model = compiled_model(est)
+    custom = pickled_custom_objects(est)
     spec = ModelSpec(
         run_id=run_id, model_id=model_id, batch_size=est.getBatchSize(),
-        custom_objects=pickled_custom_objects(est), params=dict(params),
+        custom_objects=custom, params=dict(params), structure_key=structure_key(model, custom),
     )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="cerebro-model-") as tmp:
         path = os.path.join(tmp, "model.keras")

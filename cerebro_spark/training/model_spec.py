@@ -31,6 +31,10 @@ class ModelSpec:
         or ``b""`` for none. Pickled with cloudpickle on the driver so functions from ``__main__`` travel.
     params : dict
         The configuration (hyper-parameters) that produced the model, for records and logs.
+    structure_key : str
+        Equal for models that differ only in their state (weights, optimizer slots, a float learning
+        rate): a worker then keeps one built, traced Keras model for all of them and swaps the state
+        in, instead of tracing every configuration of a learning-rate grid. ``""``: share with none.
     """
 
     run_id: str
@@ -39,6 +43,7 @@ class ModelSpec:
     eval_batch_size: int = 1024
     custom_objects: bytes = b""
     params: dict[str, Any] = field(default_factory=dict)
+    structure_key: str = ""
 
     @property
     def initial_key(self) -> str:
@@ -51,5 +56,5 @@ class ModelSpec:
 
     @property
     def cache_key(self) -> str:
-        """Identifies the model across runs in a worker's cache."""
-        return f"{self.run_id}/{self.model_id}"
+        """Identifies the built Keras model a worker can use for this model (see ``structure_key``)."""
+        return f"{self.run_id}/{self.structure_key or 'model:' + self.model_id}"

@@ -35,7 +35,9 @@ def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = Fal
     Runs once per worker before any other task. In a process where TensorFlow already ran (the
     in-process LocalBackend), thread limits can no longer change: that is logged, not an error.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's C++ logs (e.g. tf.data's harmless "NodeDef mentions attribute" lines) would flood the
+    # executors' stderr; errors still surface as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     try:
@@ -92,7 +94,7 @@ def train_sub_epoch(
     t3 = time.perf_counter()
     version = from_version + 1
     _save_checkpoint(store, keras_model, model.checkpoint_key(version))
-    _models(ctx)[model.cache_key] = (keras_model, version)
+    _models(ctx)[model.cache_key] = (keras_model, (model.model_id, version))
     t4 = time.perf_counter()
     metrics = {name: float(values[-1]) for name, values in history.history.items()}
     logger.info(
@@ -142,7 +144,8 @@ def evaluate(
 # ---- the worker's caches -------------------------------------------------------------------------
 
 
-def _models(ctx: Any) -> OrderedDict[str, tuple[Any, int]]:
+def _models(ctx: Any) -> OrderedDict[str, tuple[Any, tuple[str, int]]]:
+    """Built models by ``ModelSpec.cache_key``, each with the (model id, version) its state holds."""
     return ctx.cache.setdefault("models", OrderedDict())  # type: ignore[no-any-return]
 
 
@@ -151,25 +154,26 @@ def _partitions(ctx: Any) -> PartitionCache:
 
 
 def _model_at(ctx: Any, store: Store, spec: ModelSpec, version: int) -> Any:
-    """The compiled Keras model of ``spec`` holding the state of ``version``.
+    """A compiled Keras model for ``spec`` holding the state of ``version``.
 
-    Reuses this worker's built model when it has one (only loading the checkpoint if another
-    worker trained the model since), so each model is built and traced once per worker.
+    Reuses this worker's built model when it has one for the spec's structure, loading the
+    checkpoint only when the model's state is not already there (another model of the same
+    structure ran since, or another worker trained this one); so each structure is built and
+    traced once per worker.
     """
     models = _models(ctx)
     cached = models.get(spec.cache_key)
-    if cached is not None:
-        keras_model, cached_version = cached
-        models.move_to_end(spec.cache_key)
-        if cached_version != version:
-            _load_checkpoint(store, keras_model, spec.checkpoint_key(version))
-    else:
+    state: tuple[str, int] | None = None
+    if cached is None:
         keras_model = _build(store, spec)
+    else:
+        keras_model, state = cached
+        models.move_to_end(spec.cache_key)
+    if state != (spec.model_id, version):
         _load_checkpoint(store, keras_model, spec.checkpoint_key(version))
-        models[spec.cache_key] = (keras_model, version)
-        while len(models) > MAX_CACHED_MODELS:
-            models.popitem(last=False)
-    models[spec.cache_key] = (keras_model, version)
+    models[spec.cache_key] = (keras_model, (spec.model_id, version))
+    while len(models) > MAX_CACHED_MODELS:
+        models.popitem(last=False)
     return keras_model
 
 
