@@ -156,3 +156,29 @@ def test_grid_on_local_cluster(tmp_path):
     journal = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
     assert_exact_schedule(journal, record["models"].keys(), epochs=3, partitions=2)
     assert len({u["worker_id"] for u in journal}) == 2
+
+
+def test_random_search_result_api(spark, store):
+    from cerebro_spark import LocalBackend
+    from cerebro_spark.search import sample
+    from cerebro_spark.tune import RandomSearch, hp_choice, hp_loguniform
+
+    df = make_dataframe(spark, 600, seed=2)
+    space = {"width": hp_choice([4, 8]), "lr": hp_loguniform(1e-3, 1e-1), "batch_size": 32}
+    search = RandomSearch(backend=LocalBackend(2), store=store, estimator_gen_fn=estimator_gen_fn,
+                          search_space=space, num_models=3, num_epochs=2, validation=0.2,
+                          feature_columns=["features"], label_columns=["label"], seed=4, verbose=0)  # fmt: skip
+    result = search.fit(df)
+
+    params = result.get_all_model_params()
+    assert list(params.values()) == sample(space, 3, seed=4)  # the seeded configurations
+    assert len({p["lr"] for p in params.values()}) == 3 and all(
+        1e-3 <= p["lr"] <= 1e-1 for p in params.values()
+    )
+    assert set(result.get_all_models()) == set(params)
+    histories = result.get_all_model_history()
+    best_loss = min(min(h["val_loss"]) for h in histories.values())  # evaluation_metric defaults to val_loss
+    assert min(result.get_history()["val_loss"]) == best_loss
+    best = result.get_best_model()
+    assert result.get_history() == best.history and result.keras() is best.keras()
+    assert result.leaderboard()["model_id"].iloc[0] == result.best_model_id
