@@ -70,7 +70,7 @@ class BarrierJob:
         self.group = f"cerebro_spark-{uuid.uuid4().hex[:12]}"
         self.error: str | None = None
         fn = functools.partial(run_worker, address, secret, num_workers, heartbeat_s)
-        with _worker_python(sc):
+        with driver_python_on_local_master(sc):
             rdd = sc.parallelize(range(num_workers), num_workers).barrier().mapPartitions(fn)
             rdd._jrdd  # noqa: B018 -- build the Python function now, with the interpreter chosen above
         description = f"cerebro_spark: {num_workers} model-hopper workers"
@@ -148,7 +148,7 @@ def task_slots(sc: SparkContext) -> tuple[int, str]:
 
 
 @contextmanager
-def _worker_python(sc: SparkContext) -> Iterator[None]:
+def driver_python_on_local_master(sc: SparkContext) -> Iterator[None]:
     """On a local master, make the workers run this very interpreter (the one with TensorFlow)."""
     configured = sc.pythonExec
     if not master(sc).startswith("local") or os.path.abspath(configured) == os.path.abspath(sys.executable):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame
 
+from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.prepare import prepare_data
 from cerebro_spark.data.spec import DatasetSpec
@@ -94,12 +95,13 @@ def run_search(
     estimators = {
         t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
     }  # no Spark job yet
-    dataset = prepare_data(
-        df, store,
-        feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
-        num_partitions=backend.num_workers, validation=validation,
-        seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
-    )  # fmt: skip
+    with driver_python_on_local_master(df.sparkSession.sparkContext):  # the write job's workers need pyarrow
+        dataset = prepare_data(
+            df, store,
+            feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
+            num_partitions=backend.num_workers, validation=validation,
+            seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
+        )  # fmt: skip
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
 

@@ -9,6 +9,7 @@ from pyspark.ml.param import Param
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.ml._inference import input_columns, predict_column
 from cerebro_spark.ml._model_io import load_trained_model, model_from_bytes, model_to_bytes
 from cerebro_spark.ml._params import HasPredictionParams, _param, _to_str_list, validate_params
@@ -110,13 +111,14 @@ class KerasModel(Model, HasPredictionParams):
         validate_params(self, ["prediction_col", "inference_batch_size"])
         model = self.keras()
         shapes = [tuple(o.shape[1:]) for o in model.outputs]
-        column = predict_column(
-            input_columns(dataset, self.getFeatureColumns()),
-            self._model_bytes,
-            self._custom_objects,
-            shapes,
-            self.getOrDefault(self.inference_batch_size),
-        )
+        with driver_python_on_local_master(dataset.sparkSession.sparkContext):  # the UDF captures it now
+            column = predict_column(
+                input_columns(dataset, self.getFeatureColumns()),
+                self._model_bytes,
+                self._custom_objects,
+                shapes,
+                self.getOrDefault(self.inference_batch_size),
+            )
         name = self.getOrDefault(self.prediction_col)
         if len(shapes) == 1:
             return dataset.withColumn(name, column)

@@ -130,11 +130,16 @@ def test_keras_estimator_fit_and_transform(spark, store):
 
 
 def test_grid_on_local_cluster(tmp_path):
-    """The same workload on two real executor JVMs (a separate process: one SparkContext per process)."""
+    """The same workload on two real executor JVMs (a separate process: one SparkContext per process).
+
+    PYSPARK_PYTHON is left unset: on local masters the package runs Spark's Python workers with the
+    driver's interpreter itself (the system ``python3`` would lack TensorFlow and pyarrow).
+    """
     import pyspark
 
     store = tmp_path / "store"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"
     work = Path(pyspark.__file__).parent / "work"
     existing = set(work.iterdir()) if work.exists() else set()
     try:
