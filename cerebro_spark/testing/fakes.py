@@ -39,3 +39,27 @@ def evaluate(
         "rows": dataset.val[partition].rows,
         "timings": {},
     }
+
+
+def fake_tasks() -> Any:
+    """The :class:`~cerebro_spark.driver.TaskNames` of this module's fake tasks."""
+    from cerebro_spark.driver import TaskNames
+
+    return TaskNames(setup=f"{__name__}:setup", train=f"{__name__}:train", evaluate=f"{__name__}:evaluate")
+
+
+def fake_dataset(num_partitions: int, val_rows: int = 10) -> Any:
+    """A :class:`~cerebro_spark.data.spec.DatasetSpec` whose files the fake tasks never read."""
+    from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
+
+    root = "data/fake"
+    return DatasetSpec(
+        fingerprint="fake",
+        root=root,
+        features=(ColumnSpec("x", "float32", (3,)),),
+        labels=(ColumnSpec("y", "int64"),),
+        train=tuple(
+            PartitionSpec(f"{root}/train/part-{i:05d}.parquet", 100 + i) for i in range(num_partitions)
+        ),
+        val=tuple(PartitionSpec(f"{root}/val/part-{i:05d}.parquet", val_rows) for i in range(num_partitions)),
+    )

@@ -7,33 +7,14 @@ import json
 import pytest
 
 from cerebro_spark.backend.local import LocalBackend
-from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
-from cerebro_spark.driver import MopDriver, RunSettings, TaskNames
+from cerebro_spark.driver import MopDriver, RunSettings
 from cerebro_spark.errors import TrainingError
 from cerebro_spark.search import GridSearchAlgorithm, hp_choice
 from cerebro_spark.store import layout
+from cerebro_spark.testing.fakes import fake_dataset, fake_tasks
 from cerebro_spark.training.model_spec import ModelSpec
 
-FAKES = TaskNames(
-    setup="cerebro_spark.testing.fakes:setup",
-    train="cerebro_spark.testing.fakes:train",
-    evaluate="cerebro_spark.testing.fakes:evaluate",
-)
-
-
-def dataset(num_partitions: int, val_rows: int = 10) -> DatasetSpec:
-    return DatasetSpec(
-        fingerprint="f" * 8,
-        root="data/ffffffff",
-        features=(ColumnSpec("x", "float32", (3,)),),
-        labels=(ColumnSpec("y", "int64"),),
-        train=tuple(
-            PartitionSpec(f"data/ffffffff/train/part-{i:05d}.parquet", 100 + i) for i in range(num_partitions)
-        ),
-        val=tuple(
-            PartitionSpec(f"data/ffffffff/val/part-{i:05d}.parquet", val_rows) for i in range(num_partitions)
-        ),
-    )
+FAKES = fake_tasks()
 
 
 def make_driver(store, space, *, workers=2, epochs=3, seed=1, metric="val_loss", mode="min", val_rows=10):
@@ -43,7 +24,7 @@ def make_driver(store, space, *, workers=2, epochs=3, seed=1, metric="val_loss",
     settings = RunSettings(run_id="r1", metric=metric, mode=mode, seed=seed)
     algo = GridSearchAlgorithm(space, num_epochs=epochs)
     return MopDriver(
-        LocalBackend(workers), store, dataset(workers, val_rows), algo, factory, settings, tasks=FAKES
+        LocalBackend(workers), store, fake_dataset(workers, val_rows), algo, factory, settings, tasks=FAKES
     )
 
 

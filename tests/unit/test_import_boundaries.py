@@ -45,7 +45,8 @@ def test_driver_runs_a_search_without_tensorflow(tmp_path):
 
     parts = tuple(PartitionSpec(f"p{{i}}", 10) for i in range(2))
     data = DatasetSpec("f", "data/f", (ColumnSpec("x", "float32"),), (ColumnSpec("y", "int64"),), parts, parts)
-    tasks = TaskNames(*(f"cerebro_spark.testing.fakes:{{n}}" for n in ("setup", "train", "evaluate")))
+    from cerebro_spark.testing.fakes import fake_tasks
+    tasks = fake_tasks()
     driver = MopDriver(LocalBackend(2), Store.create({str(tmp_path)!r}), data,
                        GridSearchAlgorithm({{"rate": hp_choice([1.0, 2.0])}}, 2),
                        lambda t: ModelSpec("r", t.model_id, 8, params=t.params),
