@@ -50,7 +50,7 @@ class RunSettings:
     seed: int
     deterministic: bool = False
     fixed_order: bool = True
-    result_timeout_s: float = 3600.0
+    result_timeout_s: float = 24 * 3600.0  # units may take hours on big partitions
 
 
 class DriverCallback:
