@@ -253,7 +253,7 @@ class MopDriver:
         decision = self.search.on_epoch_end(end.model_id, end.epoch, metrics)
         if decision.stop:
             self.scheduler.stop_model(end.model_id)
-            model.status = "completed" if end.epoch >= self.search.num_epochs else "stopped"
+            model.status = "completed" if end.epoch >= self.search.max_epochs(end.model_id) else "stopped"
             model.reason = decision.reason
         else:
             self.scheduler.continue_model(end.model_id)

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver import MopDriver, RunSettings, SearchResult
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.ml._model_io import write_initial_model
-from cerebro_spark.ml._params import HasDataParams
+from cerebro_spark.ml._params import HasDataParams, validate_params
 from cerebro_spark.search import SearchAlgorithm, Trial
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
@@ -189,3 +189,52 @@ def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
     record = next(iter(outcome.result.models.values()))
     spec = outcome.specs[record.model_id]
     return KerasModel.from_store(outcome.store, spec, record.version, est, history=record.metric_series())
+
+
+#: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
+SHARED_PARAMS = ("store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id")
+
+
+def fit_param_maps(
+    est: KerasEstimator, df: DataFrame, param_maps: Sequence[dict[Any, Any]]
+) -> list[KerasModel]:
+    """``KerasEstimator.fitMultiple``: one model per param map, all trained together with MOP on data
+    prepared once; returns the models (after their last epoch) in the order of ``param_maps``."""
+    from cerebro_spark.ml.model import KerasModel
+    from cerebro_spark.search import FixedTrialsAlgorithm
+
+    for param_map in param_maps:
+        varying = sorted(p.name for p in param_map if p.name in SHARED_PARAMS)
+        if varying:
+            raise InvalidParamError(
+                f"fitMultiple trains every param map on the same prepared data and run, so {varying} "
+                f"cannot vary between param maps. Received a param map setting {varying}."
+            )
+    estimators = [est.copy(dict(param_map)) for param_map in param_maps]
+    for copy in estimators:
+        validate_params(copy)
+        copy.validate_model_params()
+    configs = [{p.name: _describe(v) for p, v in param_map.items()} for param_map in param_maps]
+    algorithm = FixedTrialsAlgorithm(configs, [e.getNumEpochs() for e in estimators])
+    by_id = {t.model_id: e for t, e in zip(algorithm.initial_trials(), estimators, strict=True)}
+    metric = "val_loss" if est.getOrDefault(est.validation) not in (None, 0) else "loss"
+    outcome = run_search(est, df, algorithm, lambda trial: by_id[trial.model_id], metric=metric, mode="min")
+    return [
+        KerasModel.from_store(
+            outcome.store,
+            outcome.specs[model_id],
+            record.version,
+            by_id[model_id],
+            history=record.metric_series(),
+        )  # fmt: skip
+        for model_id, record in outcome.result.models.items()
+    ]
+
+
+def _describe(value: Any) -> Any:
+    """A param value as a run record can show it (optimizers and models by their class name)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    return type(value).__name__

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
@@ -129,9 +131,52 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
                 "KerasEstimator needs a loss: set the 'loss' param or pass a compiled model. Received: loss=None."
             )
 
+    def fitMultiple(  # noqa: N802 (pyspark's name)
+        self,
+        dataset: DataFrame,
+        paramMaps: Sequence[dict[Param[Any], Any]],  # noqa: N803
+    ) -> Iterator[tuple[int, KerasModel]]:
+        """Train one model per param map, all together with MOP on data prepared once.
+
+        This is the hook ``pyspark.ml.tuning.CrossValidator`` and ``TrainValidationSplit`` call, so a
+        ``ParamGridBuilder`` grid over a KerasEstimator trains as one model selection. The data params
+        (store, backend, columns, validation, seed, run id) cannot vary between param maps.
+
+        Returns
+        -------
+        iterator of (int, KerasModel)
+            Thread-safe, as pyspark requires; the training runs on the first ``next``.
+        """
+        from cerebro_spark.ml._fit import fit_param_maps
+
+        maps = [dict(m) for m in paramMaps]
+        return _ModelsInOrder(lambda: fit_param_maps(self, dataset, maps))
+
     def _fit(self, dataset: DataFrame) -> KerasModel:
         from cerebro_spark.ml._fit import fit_single_estimator
 
         validate_params(self)
         self.validate_model_params()
         return fit_single_estimator(self, dataset)
+
+
+class _ModelsInOrder:
+    """A thread-safe iterator of (index, model) that trains every model on the first ``next``."""
+
+    def __init__(self, fit_all: Callable[[], list[KerasModel]]) -> None:
+        self._fit_all = fit_all
+        self._models: list[KerasModel] | None = None
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> _ModelsInOrder:
+        return self
+
+    def __next__(self) -> tuple[int, KerasModel]:
+        with self._lock:
+            if self._models is None:
+                self._models = self._fit_all()
+            if self._next >= len(self._models):
+                raise StopIteration
+            index, self._next = self._next, self._next + 1
+            return index, self._models[index]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cerebro_spark.search.base import (
     Decision,
+    FixedTrialsAlgorithm,
     SearchAlgorithm,
     SingleTrialAlgorithm,
     Trial,
@@ -45,6 +46,7 @@ __all__ = [
     "QUniform",
     "RandomSearchAlgorithm",
     "SearchAlgorithm",
+    "FixedTrialsAlgorithm",
     "SingleTrialAlgorithm",
     "Trial",
     "Uniform",

@@ -9,7 +9,7 @@ no clock, randomness only from their seed.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,10 @@ class SearchAlgorithm(ABC):
             return Decision(stop=True, reason=f"completed {self.num_epochs} epochs")
         return Decision(stop=False)
 
+    def max_epochs(self, model_id: str) -> int:
+        """The most epochs ``model_id`` may train; a model stopped there has *completed*."""
+        return self.num_epochs
+
     def state(self) -> dict[str, Any]:
         """Return a JSON-able description of the algorithm, for the run record."""
         return {"name": type(self).__name__, "num_epochs": self.num_epochs}
@@ -121,3 +125,48 @@ class SingleTrialAlgorithm(SearchAlgorithm):
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "name": "single"}
+
+
+class FixedTrialsAlgorithm(SearchAlgorithm):
+    """Given configurations, each trained for its own number of epochs; nothing is chosen or stopped
+    early. What ``KerasEstimator.fitMultiple`` runs: one trial per Spark ML param map.
+
+    Parameters
+    ----------
+    params : sequence of dict
+        One configuration per trial (``m0000``, ``m0001``... in this order).
+    epochs : sequence of int
+        Epochs of each trial (>= 1), as many as ``params``.
+
+    Examples
+    --------
+    >>> algo = FixedTrialsAlgorithm([{"lr": 0.1}, {"lr": 0.01}], [1, 3])
+    >>> [t.model_id for t in algo.initial_trials()], algo.max_epochs("m0001")
+    (['m0000', 'm0001'], 3)
+    """
+
+    def __init__(self, params: Sequence[Mapping[str, Any]], epochs: Sequence[int]) -> None:
+        if not params or len(params) != len(epochs):
+            raise InvalidParamError(
+                "FixedTrialsAlgorithm needs one epoch count per configuration and at least one "
+                f"configuration. Received: {len(params)} configurations and {len(epochs)} epoch counts."
+            )
+        self._trials = [Trial(make_model_id(i), dict(p)) for i, p in enumerate(params)]
+        self._epochs = {
+            t.model_id: check_positive_int("num_epochs", e) for t, e in zip(self._trials, epochs, strict=True)
+        }
+        self.num_epochs = max(self._epochs.values())
+
+    def initial_trials(self) -> list[Trial]:
+        return list(self._trials)
+
+    def max_epochs(self, model_id: str) -> int:
+        return self._epochs[model_id]
+
+    def on_epoch_end(self, model_id: str, epoch: int, metrics: Mapping[str, float]) -> Decision:
+        if epoch >= self._epochs[model_id]:
+            return Decision(stop=True, reason=f"completed {epoch} epochs")
+        return Decision(stop=False)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "name": "fixed", "epochs": dict(self._epochs)}

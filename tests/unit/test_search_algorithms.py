@@ -151,3 +151,17 @@ def test_single_trial_algorithm():
     assert algo.state() == {"name": "single", "num_epochs": 2}
     with pytest.raises(InvalidParamError, match=r"num_epochs must be an int >= 1\. Received: num_epochs=0"):
         SingleTrialAlgorithm(0)
+
+
+def test_fixed_trials_train_each_for_its_own_epochs():
+    from cerebro_spark.search import FixedTrialsAlgorithm
+
+    algo = FixedTrialsAlgorithm([{"a": 1}, {"a": 2}], [1, 3])
+    assert [t.params for t in algo.initial_trials()] == [{"a": 1}, {"a": 2}]
+    assert algo.num_epochs == 3 and algo.max_epochs("m0000") == 1
+    assert algo.on_epoch_end("m0000", 1, {}).stop
+    assert not algo.on_epoch_end("m0001", 2, {}).stop and algo.on_epoch_end("m0001", 3, {}).stop
+    with pytest.raises(
+        InvalidParamError, match=r"one epoch count per configuration .*Received: 2 configurations and 1"
+    ):
+        FixedTrialsAlgorithm([{}, {}], [1])
