@@ -49,31 +49,22 @@ def store(tmp_path):
 def count_jobs(spark):
     """``count_jobs(fn)``: how many Spark jobs ``fn()`` started.
 
-    Spark records jobs asynchronously; a marker job run afterwards is recorded after every earlier
-    one, so once the marker is visible the count of ``fn``'s job group is exact (bounded wait).
+    Spark records jobs through its listener bus, asynchronously; draining the bus (a blocking JVM
+    call) before reading the job group's jobs makes the count exact.
     """
-    import time
     import uuid
 
     sc = spark.sparkContext
 
-    def in_group(group, body):
+    def count(fn):
+        group = f"test-{uuid.uuid4().hex}"
         sc.setJobGroup(group, "cerebro tests: counting jobs")
         try:
-            body()
+            fn()
         finally:
             for key in ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel"):
                 sc.setLocalProperty(key, None)
-
-    def count(fn):
-        group, marker = f"test-{uuid.uuid4().hex}", f"marker-{uuid.uuid4().hex}"
-        in_group(group, fn)
-        in_group(marker, lambda: sc.parallelize([0], 1).count())
-        deadline = time.monotonic() + 30
-        while not sc.statusTracker().getJobIdsForGroup(marker):
-            if time.monotonic() > deadline:
-                raise AssertionError("the marker job was never recorded")
-            time.sleep(0.05)
+        sc._jsc.sc().listenerBus().waitUntilEmpty(30_000)
         return len(sc.statusTracker().getJobIdsForGroup(group))
 
     return count
