@@ -23,7 +23,7 @@ from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver.records import EpochRecord, ModelRecord, SearchResult, UnitRecord, weighted_means
 from cerebro_spark.errors import BackendError, SchedulerError, TaskFailedError, TrainingError
 from cerebro_spark.scheduler import Assignment, EpochEnd, MopScheduler, UnitKind
-from cerebro_spark.search import SearchAlgorithm, Trial, is_better
+from cerebro_spark.search import Decision, SearchAlgorithm, Trial, is_better
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.model_spec import ModelSpec
@@ -112,6 +112,7 @@ class MopDriver:
         self._parts: dict[str, _EpochParts] = {}
         self._live_versions: dict[str, set[int]] = {}
         self._failing: set[str] = set()
+        self._paused: set[str] = set()
         self._task_ids = 0
         if dataset.num_partitions != backend.num_workers:
             raise SchedulerError(
@@ -173,6 +174,10 @@ class MopDriver:
             task_id = self._new_task_id()
             self._flights[task_id] = _Flight(assignment, time.time())
             self.backend.submit(assignment.worker_id, self._request(task_id, assignment))
+        if not self._flights and not self.scheduler.is_finished() and self._paused:
+            raise TrainingError(
+                f"The search algorithm left models {sorted(self._paused)} paused with nothing else to run."
+            )
         if not self._flights and not self.scheduler.is_finished():
             raise SchedulerError(
                 f"No unit can run but the search is not finished (active models: "
@@ -252,13 +257,38 @@ class MopDriver:
         logger.info("model %s epoch %d: %s", end.model_id, end.epoch, _format_metrics(metrics))
         decision = self.search.on_epoch_end(end.model_id, end.epoch, metrics)
         if decision.stop:
-            self.scheduler.stop_model(end.model_id)
-            model.status = "completed" if end.epoch >= self.search.max_epochs(end.model_id) else "stopped"
-            model.reason = decision.reason
+            self._stop(
+                end.model_id, decision.reason, completed=end.epoch >= self.search.max_epochs(end.model_id)
+            )
+        elif decision.pause:
+            self._paused.add(end.model_id)
+            model.status = "paused"
         else:
             self.scheduler.continue_model(end.model_id)
+        self._apply_to_others(decision)
+
+    def _apply_to_others(self, decision: Decision) -> None:
+        """Resume or stop paused models, and start new trials, as the search algorithm decided."""
+        for model_id in (*decision.resume, *decision.stop_paused):
+            if model_id not in self._paused:
+                raise SchedulerError(
+                    f"The search algorithm resumed or stopped model {model_id!r}, which is not paused "
+                    f"(paused: {sorted(self._paused)}). This is a bug in the search algorithm."
+                )
+        for model_id in decision.resume:
+            self._paused.discard(model_id)
+            self.models[model_id].status = "running"
+            self.scheduler.continue_model(model_id)
+        for model_id in decision.stop_paused:
+            self._paused.discard(model_id)
+            self._stop(model_id, decision.stop_paused_reason, completed=False)
         for trial in decision.new_trials:
             self._add_model(trial)
+
+    def _stop(self, model_id: str, reason: str, *, completed: bool) -> None:
+        self.scheduler.stop_model(model_id)
+        model = self.models[model_id]
+        model.status, model.reason = ("completed" if completed else "stopped"), reason
 
     def _update_best(self, model: ModelRecord, record: EpochRecord) -> None:
         metric = self.settings.metric
@@ -296,6 +326,7 @@ class MopDriver:
             self.scheduler.stop_model(model_id)
             self._failing.discard(model_id)
             model.status, model.reason = "failed", result.error or model.reason
+            self._apply_to_others(self.search.on_model_failed(model_id, model.error))
 
     # ---- bookkeeping -------------------------------------------------------------------------------
 

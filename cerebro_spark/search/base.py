@@ -44,11 +44,21 @@ class Trial:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What happens after a model's epoch: stop it (with a reason) or not, and trials to start."""
+    """What happens after a model's epoch (or a model's failure).
 
-    stop: bool
+    For the model that just finished an epoch: ``stop`` it (with ``reason``), ``pause`` it (it waits,
+    holding no worker, until a later decision resumes or stops it: synchronous rungs), or else let it
+    continue. Besides: ``resume`` paused models, stop paused models (``stop_paused``, with
+    ``stop_paused_reason``), and start ``new_trials``.
+    """
+
+    stop: bool = False
     reason: str = ""
     new_trials: tuple[Trial, ...] = ()
+    pause: bool = False
+    resume: tuple[str, ...] = ()
+    stop_paused: tuple[str, ...] = ()
+    stop_paused_reason: str = ""
 
 
 class SearchAlgorithm(ABC):
@@ -90,6 +100,11 @@ class SearchAlgorithm(ABC):
     def max_epochs(self, model_id: str) -> int:
         """The most epochs ``model_id`` may train; a model stopped there has *completed*."""
         return self.num_epochs
+
+    def on_model_failed(self, model_id: str, error: str) -> Decision:
+        """``model_id`` failed and has left the search; the returned decision's ``stop``/``pause``
+        are ignored, its ``resume``, ``stop_paused`` and ``new_trials`` apply. Default: nothing."""
+        return Decision()
 
     def state(self) -> dict[str, Any]:
         """Return a JSON-able description of the algorithm, for the run record."""

@@ -9,7 +9,7 @@ import pytest
 from cerebro_spark.backend.local import LocalBackend
 from cerebro_spark.driver import MopDriver, RunSettings
 from cerebro_spark.errors import TrainingError
-from cerebro_spark.search import GridSearchAlgorithm, hp_choice
+from cerebro_spark.search import Decision, GridSearchAlgorithm, hp_choice
 from cerebro_spark.store import layout
 from cerebro_spark.testing.fakes import fake_dataset, fake_tasks
 from cerebro_spark.training.model_spec import ModelSpec
@@ -103,3 +103,55 @@ def test_same_seed_same_schedule_per_model(store):
             if u.kind == "train":
                 orders[-1][(u.model_id, u.epoch)].append(u.partition)
     assert orders[0] == orders[1]
+
+
+class RungAlgorithm(GridSearchAlgorithm):
+    """A synchronous rung at epoch 1: every model pauses there; when all arrived, the best continues."""
+
+    def __init__(self, space, num_epochs):
+        super().__init__(space, num_epochs)
+        self.arrived: dict[str, float] = {}
+
+    def on_epoch_end(self, model_id, epoch, metrics):
+        if epoch > 1:
+            return super().on_epoch_end(model_id, epoch, metrics)
+        self.arrived[model_id] = metrics["val_loss"]
+        if len(self.arrived) < len(self.initial_trials()):
+            return Decision(pause=True)
+        best = min(self.arrived, key=self.arrived.get)
+        others = tuple(m for m in self.arrived if m not in (best, model_id))
+        if best == model_id:
+            return Decision(stop_paused=others, stop_paused_reason="lost the rung")
+        return Decision(stop=True, reason="lost the rung", resume=(best,), stop_paused=others,
+                        stop_paused_reason="lost the rung")  # fmt: skip
+
+
+def test_paused_models_wait_for_the_algorithm_then_resume_or_stop(store):
+    def factory(trial):
+        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    algo = RungAlgorithm({"rate": hp_choice([1.0, 4.0, 2.0])}, num_epochs=3)
+    settings = RunSettings(run_id="r1", metric="val_loss", mode="min", seed=1)
+    result = MopDriver(LocalBackend(2), store, fake_dataset(2), algo, factory, settings, tasks=FAKES).run()
+    assert {m: (r.status, r.epochs) for m, r in result.models.items()} == {
+        "m0000": ("stopped", 1), "m0001": ("completed", 3), "m0002": ("stopped", 1)
+    }  # fmt: skip
+    assert result.models["m0000"].reason == "lost the rung"
+    # nothing of epoch 2 ran before every model had finished epoch 1
+    first_epoch_ends = max(u.finished_at for u in result.units if u.epoch == 1)
+    assert all(u.started_at >= first_epoch_ends for u in result.units if u.epoch == 2)
+
+
+def test_an_algorithm_that_leaves_models_paused_is_an_error(store):
+    class Forever(GridSearchAlgorithm):
+        def on_epoch_end(self, model_id, epoch, metrics):
+            return Decision(pause=True)
+
+    def factory(trial):
+        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    settings = RunSettings(run_id="r1", metric="val_loss", mode="min", seed=1)
+    driver = MopDriver(LocalBackend(2), store, fake_dataset(2), Forever({"rate": hp_choice([1.0])}, 2), factory,
+                       settings, tasks=FAKES)  # fmt: skip
+    with pytest.raises(TrainingError, match=r"left models \['m0000'\] paused"):
+        driver.run()
