@@ -50,3 +50,7 @@ class TaskFailedError(BackendError):
 
 class TrainingError(CerebroError, RuntimeError):
     """Model training failed (every model failed, or the search could not finish)."""
+
+
+class MissingDependencyError(CerebroError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""

@@ -281,7 +281,7 @@ class MopDriver:
             self.scheduler.continue_model(model_id)
         for model_id in decision.stop_paused:
             self._paused.discard(model_id)
-            self._stop(model_id, decision.stop_paused_reason, completed=False)
+            self._stop(model_id, decision.reason_for_paused(model_id), completed=False)
         for trial in decision.new_trials:
             self._add_model(trial)
 

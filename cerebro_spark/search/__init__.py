@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cerebro_spark.search.asha import ASHAAlgorithm
 from cerebro_spark.search.base import (
     Decision,
     FixedTrialsAlgorithm,
@@ -12,6 +13,7 @@ from cerebro_spark.search.base import (
     make_model_id,
 )
 from cerebro_spark.search.grid_search import GridSearchAlgorithm
+from cerebro_spark.search.halving import HyperbandAlgorithm, SuccessiveHalvingAlgorithm
 from cerebro_spark.search.metrics import Mode, best_index, infer_mode, is_better, resolve_mode
 from cerebro_spark.search.random_search import RandomSearchAlgorithm
 from cerebro_spark.search.space import (
@@ -33,8 +35,13 @@ from cerebro_spark.search.space import (
     stable_hash,
     validate_space,
 )
+from cerebro_spark.search.tpe import TPEAlgorithm  # Optuna is imported only when one is made
 
 __all__ = [
+    "ASHAAlgorithm",
+    "HyperbandAlgorithm",
+    "SuccessiveHalvingAlgorithm",
+    "TPEAlgorithm",
     "MAX_GRID_VALUES",
     "Choice",
     "Decision",

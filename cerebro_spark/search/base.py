@@ -49,7 +49,8 @@ class Decision:
     For the model that just finished an epoch: ``stop`` it (with ``reason``), ``pause`` it (it waits,
     holding no worker, until a later decision resumes or stops it: synchronous rungs), or else let it
     continue. Besides: ``resume`` paused models, stop paused models (``stop_paused``, with
-    ``stop_paused_reason``), and start ``new_trials``.
+    ``stop_paused_reason``), and start ``new_trials``. ``stop_paused_reasons`` may give a model of
+    ``stop_paused`` its own reason, as ``(model_id, reason)`` pairs; others get ``stop_paused_reason``.
     """
 
     stop: bool = False
@@ -59,6 +60,11 @@ class Decision:
     resume: tuple[str, ...] = ()
     stop_paused: tuple[str, ...] = ()
     stop_paused_reason: str = ""
+    stop_paused_reasons: tuple[tuple[str, str], ...] = ()
+
+    def reason_for_paused(self, model_id: str) -> str:
+        """The reason ``model_id`` (one of ``stop_paused``) stops: its own if given, else the shared one."""
+        return dict(self.stop_paused_reasons).get(model_id, self.stop_paused_reason)
 
 
 class SearchAlgorithm(ABC):
