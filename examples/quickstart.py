@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--store", default=str(HERE.parent / "store"))
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--report", help="also write an HTML report of the search to this file")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
             f"Best model {result.best_model_id}: accuracy {accuracy:.3f} on {test_df.count()} held-out rows"
         )
         print(f"Results: {search.getStore().url}/runs/{result.run_id}/ (search.json, journal.jsonl, models/)")
+        if args.report:
+            print(f"Report: {result.report(args.report)}")
     finally:
         spark.stop()
 

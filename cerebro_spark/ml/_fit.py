@@ -22,9 +22,10 @@ from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.prepare import prepare_data
 from cerebro_spark.data.spec import DatasetSpec
-from cerebro_spark.driver import MopDriver, RunSettings, SearchResult
+from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.ml._model_io import write_initial_model
+from cerebro_spark.ml._observers import SearchObservers
 from cerebro_spark.ml._params import HasDataParams, validate_params
 from cerebro_spark.search import SearchAlgorithm, Trial
 from cerebro_spark.store import layout
@@ -75,8 +76,13 @@ def run_search(
     *,
     metric: str,
     mode: str,
+    callbacks: Sequence[DriverCallback] = (),
 ) -> FitOutcome:
-    """Prepare ``df``, then train every model ``algorithm`` asks for with MOP."""
+    """Prepare ``df``, then train every model ``algorithm`` asks for with MOP.
+
+    ``callbacks`` see every unit and epoch; the observers the params ask for (TensorBoard files,
+    MLflow runs, the progress display: see :mod:`cerebro_spark.ml._observers`) are added to them.
+    """
     store, backend = owner.getStore(), resolve_backend(owner)
     user_seed = owner.getSeed()
     seed = user_seed if user_seed is not None else secrets.randbelow(2**31)
@@ -105,17 +111,32 @@ def run_search(
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
 
+    params_by_model: dict[str, dict[str, Any]] = {}
+
     def model_factory(trial: Trial) -> ModelSpec:
+        params_by_model[trial.model_id] = dict(trial.params)
         est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
         return write_initial_model(store, run_id, trial.model_id, est, trial.params)
 
     settings = RunSettings(
         run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None
     )
-    driver = MopDriver(backend, store, dataset, algorithm, model_factory, settings)
+    verbose = owner.getOrDefault(owner.verbose)
+    observers = SearchObservers.create(
+        owner, algorithm, dataset, store, run_id, metric, mode, params_by_model
+    )
+    driver = MopDriver(
+        backend, store, dataset, algorithm, model_factory, settings,
+        callbacks=[*callbacks, *observers.callbacks],
+    )  # fmt: skip
+    observers.bind(driver.models)
     logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
-    with _verbose_logging(owner.getOrDefault(owner.verbose)):
-        result = driver.run(initial_trials=trials)
+    result: SearchResult | None = None
+    try:
+        with _verbose_logging(0 if observers.live_table else verbose):  # the table shows every epoch
+            result = driver.run(initial_trials=trials)
+    finally:
+        observers.close(result)  # None: the search failed or was interrupted
     return FitOutcome(result, dataset, dict(driver.specs), store)
 
 
@@ -192,7 +213,10 @@ def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
 
 
 #: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
-SHARED_PARAMS = ("store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id")
+SHARED_PARAMS = (
+    "store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id", "tensorboard",
+    "mlflow_experiment",
+)  # fmt: skip
 
 
 def fit_param_maps(

@@ -92,6 +92,8 @@ CONSTRAINTS: dict[str, Callable[[Any], str | None]] = {
     "seed": _optional_int,
     "verbose": _int_at_least(0),
     "run_id": _optional(_non_empty_str),
+    "tensorboard": _instance_of(bool, "a bool"),
+    "mlflow_experiment": _optional(_non_empty_str),
     "evaluation_metric": _non_empty_str,
     "mode": _one_of("auto", "min", "max"),
     "num_models": _int_at_least(1),
@@ -149,13 +151,36 @@ class HasDataParams(Params):
         "seed", "seed of the whole run; when set, results are reproducible (TF op determinism on)."
     )
     verbose: Param[int] = _param(
-        "verbose", "0: quiet; 1: log a line per model epoch (>= 0).", TypeConverters.toInt
+        "verbose",
+        "0: quiet; 1: a live progress display (a table in terminals and notebooks, else a line every "
+        "10 s) and, without it, a log line per model epoch (>= 0).",
+        TypeConverters.toInt,
     )
     run_id: Param[str] = _param("run_id", "name of the run folder in the Store (default: a new unique id).")
+    tensorboard: Param[bool] = _param(
+        "tensorboard",
+        "write TensorBoard event files (per-epoch metrics, sub-epoch times, hyperparameters) under each "
+        "model's folder in the Store (needs the tensorboard package; skipped with a warning without it).",
+        TypeConverters.toBoolean,
+    )
+    mlflow_experiment: Param[str] = _param(
+        "mlflow_experiment",
+        "name of an MLflow experiment to record the search in (a parent run, a nested run per model), "
+        "at MLflow's tracking URI; None (default) records nothing. Needs the mlflow extra.",
+    )
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(backend=None, validation=None, num_epochs=1, seed=None, verbose=1, run_id=None)
+        self._setDefault(
+            backend=None,
+            validation=None,
+            num_epochs=1,
+            seed=None,
+            verbose=1,
+            run_id=None,
+            tensorboard=True,
+            mlflow_experiment=None,
+        )
 
     def getStore(self) -> Store:
         return self.getOrDefault(self.store)  # type: ignore[no-any-return]

@@ -45,7 +45,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
         Custom layers, losses or metrics needed to load the model on the workers.
     feature_columns, label_columns : list of str
         One column per model input and per model output.
-    store, backend, validation, num_epochs, seed, verbose, run_id
+    store, backend, validation, num_epochs, seed, verbose, run_id, tensorboard, mlflow_experiment
         See :class:`~cerebro_spark.ml._params.HasDataParams`.
 
     Examples
@@ -90,6 +90,8 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
         seed: int | None = None,
         verbose: int = 1,
         run_id: str | None = None,
+        tensorboard: bool = True,
+        mlflow_experiment: str | None = None,
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:

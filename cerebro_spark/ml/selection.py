@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from pyspark.ml import Model
@@ -18,6 +17,8 @@ from cerebro_spark.training.model_spec import ModelSpec
 if TYPE_CHECKING:
     import keras
     import pandas as pd
+    from matplotlib.figure import Figure
+    from pyspark.sql import SparkSession
 
 
 class ModelSelectionModel(Model, HasPredictionParams):
@@ -118,23 +119,41 @@ class ModelSelectionModel(Model, HasPredictionParams):
 
     def leaderboard(self) -> pd.DataFrame:
         """One row per model, best first: id, status, best epoch, its metrics and the parameters."""
-        import pandas as pd
+        from cerebro_spark.ml.history import leaderboard_frame
 
-        result = self._result()
-        rows = []
-        for m in result.models.values():
-            best = m.best_metrics()
-            rows.append({"model_id": m.model_id, "status": m.status, "epochs": m.epochs,
-                         "best_epoch": m.best_epoch, result.metric: best.get(result.metric, math.nan),
-                         **{k: v for k, v in sorted(best.items()) if k != result.metric},
-                         **{f"param_{k}": v for k, v in m.params.items()}})  # fmt: skip
-        frame = pd.DataFrame(rows)
-        if frame.empty:
-            return frame
-        ascending = result.mode == "min"
-        return frame.sort_values(
-            result.metric, ascending=ascending, kind="stable", na_position="last"
-        ).reset_index(drop=True)
+        return leaderboard_frame(self._result())
+
+    def get_history_df(self) -> pd.DataFrame:
+        """One row per (model, epoch): ``model_id``, ``epoch``, ``status``, ``param_*``, every
+        training and validation metric, rows, seconds and ``is_best_epoch``.
+
+        Examples
+        --------
+        >>> result.get_history_df().query("model_id == 'm0000'")  # doctest: +SKIP
+        """
+        from cerebro_spark.ml.history import history_frame
+
+        return history_frame(self._result())
+
+    def get_history_spark_df(self, spark: SparkSession) -> DataFrame:
+        """The rows of :meth:`get_history_df` as a Spark DataFrame created by ``spark``."""
+        from cerebro_spark.ml.history import history_spark_frame
+
+        return history_spark_frame(self._result(), spark)
+
+    def plot(self, metric: str | None = None) -> Figure:
+        """A matplotlib Figure: every model's learning curve of ``metric`` (default: the evaluation
+        metric; the best model highlighted) and the schedule of units on workers."""
+        from cerebro_spark.ml.report import plot
+
+        return plot(self._result(), metric)
+
+    def report(self, path: str) -> str:
+        """Write a self-contained HTML report (leaderboard, curves, schedule, parameters) to the local
+        file ``path``; returns ``path``."""
+        from cerebro_spark.ml.report import write_report
+
+        return write_report(self._result(), path)
 
     def keras(self) -> keras.Model:
         """The best model as a ``keras.Model``."""
