@@ -33,6 +33,7 @@ test-e2e: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_mop.py
+	$(BIN)/python benchmarks/bench_search.py
 
 lint: install
 	$(BIN)/ruff check cerebro_spark tests examples benchmarks
