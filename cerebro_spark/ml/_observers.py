@@ -1,0 +1,86 @@
+"""The observers of a search that the params ask for: TensorBoard files, MLflow runs, progress display.
+
+``run_search`` creates them before the driver, gives them the driver's live model records, and
+closes them when the search ends (with its result) or fails (with ``None``). An observer that fails
+to close is logged, never raised: the search's own outcome wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver import DriverCallback, ModelRecord, SearchResult
+from cerebro_spark.ml._params import HasDataParams
+from cerebro_spark.search import SearchAlgorithm
+from cerebro_spark.store.base import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchObservers:
+    """The callbacks of one search and what ``run_search`` needs to know about them."""
+
+    callbacks: list[DriverCallback] = field(default_factory=list)
+    live_table: bool = False  # a rich table shows the search: per-epoch log lines would garble it
+
+    @classmethod
+    def create(
+        cls, owner: HasDataParams, algorithm: SearchAlgorithm, dataset: DatasetSpec, store: Store,
+        run_id: str, metric: str, mode: str, params: Mapping[str, Mapping[str, Any]],
+    ) -> SearchObservers:  # fmt: skip
+        """The observers ``owner``'s params ask for (``params``: each model's configuration, filled
+        as models are added)."""
+        observers = cls()
+        if owner.getOrDefault(owner.tensorboard):
+            observers.callbacks.extend(_tensorboard(store, run_id, params))
+        experiment = owner.getOrDefault(owner.mlflow_experiment)
+        if experiment is not None:
+            from cerebro_spark.ml.tracking import MlflowCallback
+
+            observers.callbacks.append(MlflowCallback(run_id, experiment, metric, mode, hparams=params))
+        if owner.getOrDefault(owner.verbose) >= 1:
+            from cerebro_spark.ml.progress import ProgressCallback, SearchProgress
+
+            workers = dataset.num_partitions
+            units = workers * (2 if dataset.has_validation else 1)
+            progress = ProgressCallback(SearchProgress(workers, metric, mode, algorithm.max_epochs, units))
+            observers.callbacks.append(progress)
+            observers.live_table = progress.style == "rich"
+        return observers
+
+    def bind(self, models: Mapping[str, ModelRecord]) -> None:
+        """Give the observers that want them the driver's live model records."""
+        for callback in self.callbacks:
+            bind = getattr(callback, "bind", None)
+            if bind is not None:
+                bind(models)
+
+    def close(self, result: SearchResult | None) -> None:
+        """Close every observer; log (do not raise) an observer's failure."""
+        for callback in self.callbacks:
+            close = getattr(callback, "close", None)
+            if close is None:
+                continue
+            try:
+                close(result)
+            except Exception:  # noqa: BLE001 - the search's result or error matters more
+                logger.warning("could not close %s", type(callback).__name__, exc_info=True)
+
+
+def _tensorboard(store: Store, run_id: str, params: Mapping[str, Mapping[str, Any]]) -> list[DriverCallback]:
+    from cerebro_spark.ml.tensorboard import TensorBoardCallback, tensorboard_available
+
+    if not tensorboard_available():
+        logger.warning(
+            "tensorboard=True but the tensorboard package is not installed: no event files are written "
+            "(pip install tensorboard, or set tensorboard=False to silence this)."
+        )
+        return []
+    callback = TensorBoardCallback(store, run_id, hparams=params)
+    logger.info("TensorBoard: tensorboard --logdir %s", callback.logdir())
+    return [callback]
