@@ -35,6 +35,10 @@ def _is_int(value: Any) -> bool:
 class _AdaptiveSelection(_ModelSelection):
     """What the adaptive searches share: their Params' checks, the seed and the concurrency."""
 
+    #: Params inherited from the shared data params that these searches ignore: rung-based searches
+    #: train up to ``max_epochs`` (TPESearch, which uses ``num_epochs``, clears this).
+    _unused_params: tuple[str, ...] = ("num_epochs",)
+
     #: name -> (check, what is expected): the algorithm Params each subclass has
     _checks: dict[str, tuple[Any, str]] = {
         "min_epochs": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
@@ -120,7 +124,7 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
         num_models: int = 27, min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -158,7 +162,7 @@ class HyperbandSearch(_AdaptiveSelection):
         min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -209,7 +213,7 @@ class ASHASearch(_AdaptiveSelection):
         max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -239,6 +243,8 @@ class TPESearch(_AdaptiveSelection):
         Models training at once; None: twice the number of workers.
     """
 
+    _unused_params = ()
+
     num_models = num_models_param
     max_concurrent = max_concurrent_param
 
@@ -248,7 +254,7 @@ class TPESearch(_AdaptiveSelection):
         num_models: int = 20, num_epochs: int = 1, max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()

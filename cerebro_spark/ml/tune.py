@@ -120,6 +120,8 @@ class GridSearch(_ModelSelection):
         seed: int | None = None,
         verbose: int = 1,
         run_id: str | None = None,
+        tensorboard: bool = True,
+        mlflow_experiment: str | None = None,
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
@@ -159,6 +161,8 @@ class RandomSearch(_ModelSelection):
         seed: int | None = None,
         verbose: int = 1,
         run_id: str | None = None,
+        tensorboard: bool = True,
+        mlflow_experiment: str | None = None,
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
