@@ -92,7 +92,7 @@ def summarize(result, fit_wall: float, sequential_wall: float, args) -> str:
         "| measure | value |",
         "|---|---|",
         f"| search wall time (workers up -> last unit) | {wall:.1f} s |",
-        f"| whole fit wall time (prepare + start workers + search + collect) | {fit_wall:.1f} s |",
+        f"| whole fit wall time (import TensorFlow, build models, prepare data, start workers, search, collect) | {fit_wall:.1f} s |",
         f"| worker utilization, whole units: sum(unit time) / (P x wall) | {busy / (p * wall):.3f} |",
         f"| worker utilization, training and evaluation only | {training / (p * wall):.3f} |",
         f"| mean per-hop overhead (dispatch both ways + restore + save) | {1000 * statistics.mean(hops):.1f} ms |",
