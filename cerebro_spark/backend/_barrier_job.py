@@ -65,6 +65,7 @@ class BarrierJob:
         secret: bytes,
         heartbeat_s: float,
         events: queue.Queue[object],
+        description: str | None = None,
     ) -> None:
         self._sc = sc
         self.group = f"cerebro_spark-{uuid.uuid4().hex[:12]}"
@@ -73,7 +74,7 @@ class BarrierJob:
         with driver_python_on_local_master(sc):
             rdd = sc.parallelize(range(num_workers), num_workers).barrier().mapPartitions(fn)
             rdd._jrdd  # noqa: B018 -- build the Python function now, with the interpreter chosen above
-        description = f"cerebro_spark: {num_workers} model-hopper workers"
+        description = description or f"cerebro_spark: {num_workers} model-hopper workers"
         self._thread = threading.Thread(
             target=self._run, args=(rdd, description, events), name="cerebro-spark-job", daemon=True
         )

@@ -141,6 +141,11 @@ class Backend(ABC):
     def shutdown(self) -> None:
         """Stop every worker and release threads, sockets and jobs. Idempotent; safe after a failure."""
 
+    def set_description(self, text: str) -> None:
+        """Name the work the next :meth:`start` launches, for the cluster's UI (the Spark UI's job
+        description). Backends without such a UI ignore it."""
+        return None
+
     def describe(self) -> str:
         """A one-line description for logs."""
         return f"{type(self).__name__}(num_workers={self.num_workers})"

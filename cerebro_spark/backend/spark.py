@@ -78,6 +78,11 @@ class SparkBackend(Backend):
         self._events: queue.Queue[object] = queue.Queue()
         self._failure: str | None = None
         self._lifecycle = threading.RLock()
+        self._description: str | None = None
+
+    def set_description(self, text: str) -> None:
+        """The Spark UI's description of the barrier job the next :meth:`start` launches."""
+        self._description = text
 
     @property
     def num_workers(self) -> int:
@@ -111,7 +116,9 @@ class SparkBackend(Backend):
                 secret = new_secret()
                 self._server = self._listen(self._bind_host(sc), secret, n)
                 address = self._worker_address(sc, self._server.address)
-                self._job = BarrierJob(sc, n, address, secret, self._heartbeat_s, self._events)
+                self._job = BarrierJob(
+                    sc, n, address, secret, self._heartbeat_s, self._events, description=self._description
+                )
                 self._await_workers(n)
             except BaseException:
                 self._stop(grace_s=0.0)

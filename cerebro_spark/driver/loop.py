@@ -135,6 +135,10 @@ class MopDriver:
         self._write_run_record("running", started)
         status = "failed"
         try:
+            self.backend.set_description(
+                f"cerebro_spark run {self.settings.run_id}: {len(self.models)} models hopping on "
+                f"{self.backend.num_workers} workers"
+            )
             self.backend.start()
             self._setup_workers()
             started = time.time()  # the search itself, without the workers' start-up
@@ -318,8 +322,9 @@ class MopDriver:
         if not result.ok and not model.error:
             model.error = f"{result.error}\n{result.traceback}".strip()
             logger.error(
-                "model %s failed on worker %d (%s unit, epoch %d, partition %d): %s",
+                "model %s failed on worker %d (%s unit, epoch %d, partition %d): %s\n%s",
                 model_id, a.worker_id, a.unit.kind.value, a.unit.epoch, a.unit.partition, result.error,
+                result.traceback,
             )  # fmt: skip
         self._failing.add(model_id)
         if not any(f.assignment.unit.model_id == model_id for f in self._flights.values()):

@@ -101,7 +101,11 @@ def run_search(
     estimators = {
         t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
     }  # no Spark job yet
-    with driver_python_on_local_master(df.sparkSession.sparkContext):  # the write job's workers need pyarrow
+    sc = df.sparkSession.sparkContext
+    with (
+        driver_python_on_local_master(sc),
+        _job_description(sc, f"cerebro_spark run {run_id}: preparing data"),
+    ):
         dataset = prepare_data(
             df, store,
             feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
@@ -176,6 +180,17 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} expects input shape {expected} (per row) but feature column "
                 f"{column.name!r} has rows of shape {column.shape}."
             )
+
+
+@contextlib.contextmanager
+def _job_description(sc: Any, text: str) -> Iterator[None]:
+    """Name the Spark jobs started in the block (the Spark UI's description column)."""
+    previous = sc.getLocalProperty("spark.job.description")
+    sc.setJobDescription(text)
+    try:
+        yield
+    finally:
+        sc.setLocalProperty("spark.job.description", previous)
 
 
 @contextlib.contextmanager
