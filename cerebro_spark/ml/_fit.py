@@ -24,7 +24,7 @@ from cerebro_spark.data.prepare import prepare_data
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
 from cerebro_spark.errors import DataError, InvalidParamError
-from cerebro_spark.ml._model_io import write_initial_model
+from cerebro_spark.ml._model_io import load_trained_model, write_initial_model
 from cerebro_spark.ml._observers import SearchObservers
 from cerebro_spark.ml._params import HasDataParams, validate_params
 from cerebro_spark.search import SearchAlgorithm, Trial
@@ -117,17 +117,23 @@ def run_search(
 
     params_by_model: dict[str, dict[str, Any]] = {}
 
+    specs: dict[str, ModelSpec] = {}
+
     def model_factory(trial: Trial) -> ModelSpec:
         params_by_model[trial.model_id] = dict(trial.params)
         est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
-        return write_initial_model(store, run_id, trial.model_id, est, trial.params)
+        specs[trial.model_id] = write_initial_model(store, run_id, trial.model_id, est, trial.params)
+        return specs[trial.model_id]
+
+    def load_model(model_id: str, version: int) -> Any:
+        return load_trained_model(store, specs[model_id], version)
 
     settings = RunSettings(
         run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None
     )
     verbose = owner.getOrDefault(owner.verbose)
     observers = SearchObservers.create(
-        owner, algorithm, dataset, store, run_id, metric, mode, params_by_model
+        owner, algorithm, dataset, store, run_id, metric, mode, params_by_model, load_model
     )
     driver = MopDriver(
         backend, store, dataset, algorithm, model_factory, settings,

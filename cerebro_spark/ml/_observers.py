@@ -8,7 +8,7 @@ to close is logged, never raised: the search's own outcome wins.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,10 @@ class SearchObservers:
     def create(
         cls, owner: HasDataParams, algorithm: SearchAlgorithm, dataset: DatasetSpec, store: Store,
         run_id: str, metric: str, mode: str, params: Mapping[str, Mapping[str, Any]],
+        load_model: Callable[[str, int], Any] | None = None,
     ) -> SearchObservers:  # fmt: skip
         """The observers ``owner``'s params ask for (``params``: each model's configuration, filled
-        as models are added)."""
+        as models are added; ``load_model(model_id, version)``: a trained Keras model, for MLflow)."""
         observers = cls()
         if owner.getOrDefault(owner.tensorboard):
             observers.callbacks.extend(_tensorboard(store, run_id, params))
@@ -42,7 +43,9 @@ class SearchObservers:
         if experiment is not None:
             from cerebro_spark.ml.tracking import MlflowCallback
 
-            observers.callbacks.append(MlflowCallback(run_id, experiment, metric, mode, hparams=params))
+            observers.callbacks.append(
+                MlflowCallback(run_id, experiment, metric, mode, hparams=params, load_model=load_model)
+            )
         if owner.getOrDefault(owner.verbose) >= 1:
             from cerebro_spark.ml.progress import ProgressCallback, SearchProgress
 

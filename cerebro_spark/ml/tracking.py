@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from cerebro_spark.driver import DriverCallback, EpochRecord, ModelRecord, SearchResult
 from cerebro_spark.ml.tensorboard import HParamsSource
@@ -51,7 +55,8 @@ class MlflowCallback(DriverCallback):
     """
 
     def __init__(self, run_id: str, experiment: str, metric: str, mode: str, *,
-                 hparams: HParamsSource | None = None, tracking_uri: str | None = None) -> None:  # fmt: skip
+                 hparams: HParamsSource | None = None, tracking_uri: str | None = None,
+                 load_model: Callable[[str, int], Any] | None = None) -> None:  # fmt: skip
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
@@ -70,6 +75,7 @@ class MlflowCallback(DriverCallback):
             self.experiment_id, run_name=run_id, tags=tags
         ).info.run_id
         self._closed = False
+        self._load_model = load_model  # (model id, checkpoint version) -> keras.Model
 
     def bind(self, models: Mapping[str, ModelRecord]) -> None:
         """Give the callback the driver's live model records (to end each run with its status)."""
@@ -124,4 +130,22 @@ class MlflowCallback(DriverCallback):
             metrics.append(Metric("wall_seconds", result.wall_seconds, 0, 0))
             metrics.append(Metric("utilization", result.utilization(), 0, 0))
             self.client.log_batch(self.parent_run_id, metrics=metrics)
+            self._log_best_model(result.best_model_id, best.best_version)
         self.client.set_terminated(self.parent_run_id, status="FINISHED" if result is not None else "FAILED")
+
+    def _log_best_model(self, model_id: str, version: int | None) -> None:
+        """The best model, at its best epoch, as an MLflow Keras model under the parent run's
+        ``best_model`` artifact (``mlflow.keras.load_model("runs:/<parent>/best_model")``)."""
+        if self._load_model is None or version is None:
+            return
+        try:
+            import mlflow.keras
+
+            model = self._load_model(model_id, version)
+            with tempfile.TemporaryDirectory(prefix="cerebro-mlflow-") as tmp, warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MLflow's advice about signatures and type hints
+                path = os.path.join(tmp, "best_model")
+                mlflow.keras.save_model(model, path)
+                self.client.log_artifacts(self.parent_run_id, path, artifact_path="best_model")
+        except Exception as exc:  # noqa: BLE001 - the search's result matters more than this copy
+            logger.warning("MLflow: could not log the best model %s: %s", model_id, exc)

@@ -69,3 +69,46 @@ def test_parent_run_and_a_nested_run_per_model_with_params_and_epoch_metrics(sto
         3,
         3,
     ]  # the failures logged epoch 1
+
+
+def test_the_best_model_is_logged_as_an_mlflow_keras_model(store, tmp_path):
+    import keras
+    import mlflow.keras
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    loaded = []
+
+    def load_model(model_id, version):  # what run_search passes: the model at a checkpoint version
+        loaded.append((model_id, version))
+        keras.utils.set_random_seed(version)
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+    def factory(trial):
+        return ModelSpec(run_id=RUN, model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    # artifacts go where the experiment says: under tmp_path, not MLflow's default ./mlruns
+    MlflowClient(tracking_uri=uri).create_experiment(
+        "cerebro-best", artifact_location=(tmp_path / "art").as_uri()
+    )
+    callback = MlflowCallback(RUN, "cerebro-best", "val_loss", "min", tracking_uri=uri, load_model=load_model)
+    settings = RunSettings(run_id=RUN, metric="val_loss", mode="min", seed=1)
+    driver = MopDriver(LocalBackend(2), store, fake_dataset(2), GridSearchAlgorithm({"rate": hp_choice([1.0, 4.0])}, 2),
+                       factory, settings, tasks=fake_tasks(), callbacks=[callback])  # fmt: skip
+    callback.bind(driver.models)
+    result = driver.run()
+    callback.close(result)
+
+    best = result.models[result.best_model_id]
+    assert loaded == [(result.best_model_id, best.best_version)]
+    client = MlflowClient(tracking_uri=uri)
+    artifacts = {a.path for a in client.list_artifacts(callback.parent_run_id, "best_model")}
+    assert "best_model/MLmodel" in artifacts
+    assert (tmp_path / "art").is_dir()
+    local = client.download_artifacts(callback.parent_run_id, "best_model", str(tmp_path / "dl"))
+    again = mlflow.keras.load_model(local)
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_allclose(
+        again.predict(x, verbose=0), load_model(result.best_model_id, best.best_version).predict(x, verbose=0)
+    )
