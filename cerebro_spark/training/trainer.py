@@ -97,6 +97,7 @@ def train_sub_epoch(
     _models(ctx)[model.cache_key] = (keras_model, (model.model_id, version))
     t4 = time.perf_counter()
     metrics = {name: float(values[-1]) for name, values in history.history.items()}
+    metrics["learning_rate"] = _learning_rate(keras_model)
     logger.info(
         "worker %d trained model %s epoch %d on partition %d (%d rows) in %.2fs",
         ctx.worker_id, model.model_id, epoch, partition, data.rows, t3 - t2,
@@ -139,6 +140,13 @@ def evaluate(
         "rows": data.rows,
         "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "eval_s": t3 - t2},
     }
+
+
+def _learning_rate(keras_model: Any) -> float:
+    """The optimizer's learning rate now (a schedule's current value), for the history and TensorBoard."""
+    import keras
+
+    return float(keras.ops.convert_to_numpy(keras_model.optimizer.learning_rate))
 
 
 # ---- the worker's caches -------------------------------------------------------------------------
