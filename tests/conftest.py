@@ -68,3 +68,17 @@ def count_jobs(spark):
         return len(sc.statusTracker().getJobIdsForGroup(group))
 
     return count
+
+
+@pytest.fixture
+def job_descriptions(spark):
+    """``job_descriptions()``: the descriptions of every Spark job so far, as the Spark UI lists them."""
+    jvm_context = spark.sparkContext._jsc.sc()
+
+    def descriptions():
+        jvm_context.listenerBus().waitUntilEmpty(30_000)
+        jobs = jvm_context.statusStore().jobsList(None)
+        options = [jobs.apply(i).description() for i in range(jobs.size())]
+        return {option.get() for option in options if option.isDefined()}
+
+    return descriptions

@@ -67,10 +67,6 @@ def test_ctrl_c_stops_the_workers_and_records_the_run(spark, store):
     assert make_driver(spark, store, "after").run().best_model_id == "m0002"
 
 
-def test_the_spark_ui_names_the_run(spark, store):
-    jvm_context = spark.sparkContext._jsc.sc()
+def test_the_spark_ui_names_the_run(spark, store, job_descriptions):
     make_driver(spark, store, "named").run()
-    jvm_context.listenerBus().waitUntilEmpty(30_000)
-    jobs = jvm_context.statusStore().jobsList(None)  # what the Spark UI's jobs page lists
-    descriptions = {jobs.apply(i).description().getOrElse(None) for i in range(jobs.size())}
-    assert "cerebro_spark run named: 3 models hopping on 2 workers" in descriptions
+    assert "cerebro_spark run named: 3 models hopping on 2 workers" in job_descriptions()

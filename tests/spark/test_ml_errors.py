@@ -107,12 +107,8 @@ def test_keras_estimator_params_are_checked(df, store):
         KerasEstimator(**{**base, "loss": None}).fit(df)
 
 
-def test_data_preparation_jobs_are_named_for_the_run(spark, df, store):
+def test_data_preparation_jobs_are_named_for_the_run(spark, df, store, job_descriptions):
     result = search(store, run_id="named-prep").fit(df)
-    jvm_context = spark.sparkContext._jsc.sc()
-    jvm_context.listenerBus().waitUntilEmpty(30_000)
-    jobs = jvm_context.statusStore().jobsList(None)
-    descriptions = {jobs.apply(i).description().getOrElse(None) for i in range(jobs.size())}
-    assert "cerebro_spark run named-prep: preparing data" in descriptions
+    assert "cerebro_spark run named-prep: preparing data" in job_descriptions()
     assert spark.sparkContext.getLocalProperty("spark.job.description") is None  # restored after fit
     assert result.run_id == "named-prep"
