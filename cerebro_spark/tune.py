@@ -4,7 +4,15 @@ primitives and the result."""
 from cerebro_spark.ml.adaptive import ASHASearch, HyperbandSearch, SuccessiveHalvingSearch, TPESearch
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.ml.tune import GridSearch, RandomSearch
-from cerebro_spark.search.space import hp_choice, hp_loguniform, hp_qloguniform, hp_quniform, hp_uniform
+from cerebro_spark.search.space import (
+    hp_choice,
+    hp_loguniform,
+    hp_qloguniform,
+    hp_quniform,
+    hp_randint,
+    hp_repeat,
+    hp_uniform,
+)
 
 __all__ = [
     "ASHASearch",
@@ -18,5 +26,7 @@ __all__ = [
     "hp_loguniform",
     "hp_qloguniform",
     "hp_quniform",
+    "hp_randint",
+    "hp_repeat",
     "hp_uniform",
 ]

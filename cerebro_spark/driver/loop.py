@@ -410,4 +410,6 @@ def _jsonable(value: Any) -> Any:
         return value if math.isfinite(value) else str(value)
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, dict):  # a nested search space's value
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return repr(value)

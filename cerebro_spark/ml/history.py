@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.driver import SearchResult
+from cerebro_spark.search.space import flatten_params
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +44,7 @@ def history_columns(result: SearchResult) -> list[str]:
     params: dict[str, None] = {}
     metrics: set[str] = set()
     for model in result.models.values():
-        params.update(dict.fromkeys(f"param_{k}" for k in model.params))
+        params.update(dict.fromkeys(f"param_{k}" for k in flatten_params(model.params)))
         for record in model.history:
             metrics.update(record.metrics)
     ordered = sorted(metrics, key=lambda name: (name.startswith("val_"), name))
@@ -70,7 +71,7 @@ def history_rows(result: SearchResult) -> list[dict[str, Any]]:
     for model in result.models.values():
         for record in model.history:
             row: dict[str, Any] = {"model_id": model.model_id, "epoch": record.epoch, "status": model.status}
-            row.update({f"param_{k}": v for k, v in model.params.items()})
+            row.update({f"param_{k}": v for k, v in flatten_params(model.params).items()})
             row.update(record.metrics)
             row.update(train_rows=record.train_rows, val_rows=record.val_rows,
                        train_seconds=record.train_seconds, finished_at=record.finished_at,
@@ -122,7 +123,7 @@ def leaderboard_frame(result: SearchResult) -> pd.DataFrame:
         rows.append({"model_id": m.model_id, "status": m.status, "epochs": m.epochs,
                      "best_epoch": m.best_epoch, result.metric: best.get(result.metric, math.nan),
                      **{k: v for k, v in sorted(best.items()) if k != result.metric},
-                     **{f"param_{k}": v for k, v in m.params.items()}})  # fmt: skip
+                     **{f"param_{k}": v for k, v in flatten_params(m.params).items()}})  # fmt: skip
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

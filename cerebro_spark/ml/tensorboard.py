@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cerebro_spark.driver import DriverCallback, EpochRecord, SearchResult, UnitRecord
+from cerebro_spark.search.space import flatten_params
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
 
@@ -171,7 +172,7 @@ class TensorBoardCallback(DriverCallback):
     def _params_of(self, model_id: str) -> dict[str, Any]:
         source = self._hparams
         params = source(model_id) if callable(source) else source.get(model_id, {})
-        return {str(k): _hparam_value(v) for k, v in dict(params).items()}
+        return {k: _hparam_value(v) for k, v in flatten_params(dict(params)).items()}
 
     def close(self, result: SearchResult | None = None) -> None:
         """Upload what is left and remove the temporary folder (non-local Stores). Idempotent."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from cerebro_spark.driver import DriverCallback, EpochRecord, ModelRecord, SearchResult
 from cerebro_spark.ml.tensorboard import HParamsSource
+from cerebro_spark.search.space import flatten_params
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ class MlflowCallback(DriverCallback):
             run = self.client.create_run(self.experiment_id, run_name=model_id, tags=tags)
             source = self._hparams
             params = source(model_id) if callable(source) else source.get(model_id, {})
-            self.client.log_batch(run.info.run_id, params=[Param(str(k), str(v)) for k, v in params.items()])
+            flat = flatten_params(dict(params))
+            self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in flat.items()])
             self._children[model_id] = run.info.run_id
         return self._children[model_id]
 

@@ -4,6 +4,12 @@ One meaning for every algorithm: bounds are *values*, never exponents. ``hp_logu
 draws learning rates between 0.0001 and 0.1. (Upstream tools such as hyperopt took exponents.)
 The ``q`` variants round to the nearest multiple of ``q`` inside ``[low, high]`` and return ints
 when ``low``, ``high`` and ``q`` are all ints.
+
+Spaces may be conditional and nested: an ``hp_choice`` option, or a constant, may be a dict or a
+list that holds further dimensions (only the chosen branch is drawn), and :func:`hp_repeat` makes a
+list whose length is itself searched (a number of layers and a width per layer). Every dimension
+draws from its own random stream, named by its path in the space (``"arch/1.layers"``), so adding a
+dimension or a branch leaves the values of the others unchanged.
 """
 
 from __future__ import annotations
@@ -70,10 +76,13 @@ class Choice(Dimension):
         return f"hp_choice({list(self.options)!r})"
 
     def sample(self, rng: np.random.Generator, size: int) -> list[Any]:
+        if is_nested(self):  # draw the chosen branches' dimensions from streams derived from rng
+            base = int(rng.integers(0, 2**63))
+            return [_draw(self, "", _Streams(base, i)) for i in range(size)]
         return [self.options[i] for i in rng.integers(0, len(self.options), size=size)]
 
     def grid_values(self) -> list[Any]:
-        return list(self.options)
+        return [value for option in self.options for value in _expand(option)]
 
     def describe(self) -> dict[str, Any]:
         return {"type": "choice", "options": [_jsonable(o) for o in self.options]}
@@ -222,6 +231,140 @@ class QLogUniform(QUniform):
         return np.exp(rng.uniform(math.log(self.low), math.log(self.high), size=size))
 
 
+@dataclass(frozen=True, slots=True, repr=False)
+class IntRange(Dimension):
+    """An int drawn uniformly from ``low..high``, both included. Made by :func:`hp_randint`."""
+
+    low: int
+    high: int
+
+    def __post_init__(self) -> None:
+        received = f"low={self.low!r}, high={self.high!r}"
+        for name in ("low", "high"):
+            value = _plain(getattr(self, name))
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise SearchSpaceError(f"hp_randint: {name} must be an int. Received: {received}")
+            object.__setattr__(self, name, int(value))
+        if self.low > self.high:
+            raise SearchSpaceError(f"hp_randint: low must be <= high. Received: {received}")
+
+    def __repr__(self) -> str:
+        return f"hp_randint({self.low!r}, {self.high!r})"
+
+    def sample(self, rng: np.random.Generator, size: int) -> list[Any]:
+        return [int(x) for x in rng.integers(self.low, self.high + 1, size=size)]
+
+    def grid_values(self) -> list[Any]:
+        if self.high - self.low + 1 > MAX_GRID_VALUES:
+            raise SearchSpaceError(f"{self!r} has more than {MAX_GRID_VALUES} grid values.")
+        return list(range(self.low, self.high + 1))
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "randint", "low": self.low, "high": self.high}
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Repeat(Dimension):
+    """A list of ``length`` values, each drawn independently from ``item``. Made by :func:`hp_repeat`."""
+
+    length: Any
+    item: Any
+
+    def __post_init__(self) -> None:
+        lengths = _expand(self.length)
+        if not lengths or any(
+            isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0 for n in lengths
+        ):
+            raise SearchSpaceError(
+                "hp_repeat: length must be a non-negative int or a dimension of them (hp_randint, "
+                f"hp_choice of ints). Received: length={self.length!r}"
+            )
+
+    def __repr__(self) -> str:
+        return f"hp_repeat({self.length!r}, {self.item!r})"
+
+    def sample(self, rng: np.random.Generator, size: int) -> list[Any]:
+        base = int(rng.integers(0, 2**63))
+        return [_draw(self, "", _Streams(base, i)) for i in range(size)]
+
+    def grid_values(self) -> list[Any]:
+        items = _expand(self.item)
+        values: list[Any] = []
+        for n in _expand(self.length):
+            values.extend(list(combo) for combo in itertools.product(items, repeat=int(n)))
+            if len(values) > MAX_GRID_VALUES:
+                raise SearchSpaceError(f"{self!r} has more than {MAX_GRID_VALUES} grid values.")
+        return values
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "repeat", "length": _jsonable(self.length), "item": _jsonable(self.item)}
+
+
+class _Streams:
+    """One seeded generator per path in the space, for one configuration (``index``)."""
+
+    def __init__(self, base: int, index: int) -> None:
+        self.base, self.index = base, index
+        self._rngs: dict[str, np.random.Generator] = {}
+
+    def rng(self, path: str) -> np.random.Generator:
+        if path not in self._rngs:
+            entropy = [self.base, stable_hash(path), self.index]
+            self._rngs[path] = np.random.default_rng(np.random.SeedSequence(entropy))
+        return self._rngs[path]
+
+
+def is_nested(value: Any) -> bool:
+    """True if ``value`` holds a dimension below its top (a conditional or nested space)."""
+    if isinstance(value, Choice):
+        return any(_has_dimension(option) for option in value.options)
+    if isinstance(value, Repeat):
+        return True
+    return not isinstance(value, Dimension) and _has_dimension(value)
+
+
+def _has_dimension(value: Any) -> bool:
+    if isinstance(value, Dimension):
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_dimension(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_dimension(v) for v in value)
+    return False
+
+
+def _draw(value: Any, path: str, streams: _Streams) -> Any:
+    """Resolve every dimension in ``value`` (only the chosen branches), each from its path's stream."""
+    if isinstance(value, Choice):
+        index = int(streams.rng(path).integers(0, len(value.options)))
+        return _draw(value.options[index], f"{path}/{index}", streams)
+    if isinstance(value, Repeat):
+        length = int(_draw(value.length, f"{path}/length", streams))
+        return [_draw(value.item, f"{path}[{j}]", streams) for j in range(length)]
+    if isinstance(value, Dimension):
+        return value.sample(streams.rng(path), 1)[0]
+    if isinstance(value, Mapping):
+        return {k: _draw(v, f"{path}.{k}", streams) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_draw(v, f"{path}[{j}]", streams) for j, v in enumerate(value))
+    return value
+
+
+def _expand(value: Any) -> list[Any]:
+    """Every value ``value`` can take, in order (a nested grid); continuous dimensions raise."""
+    if isinstance(value, Dimension):
+        return value.grid_values()
+    if isinstance(value, Mapping):
+        keys = list(value)
+        return [
+            dict(zip(keys, combo, strict=True))
+            for combo in itertools.product(*(_expand(value[k]) for k in keys))
+        ]
+    if isinstance(value, (list, tuple)):
+        return [type(value)(combo) for combo in itertools.product(*(_expand(v) for v in value))]
+    return [value]
+
+
 def hp_choice(options: Sequence[Any]) -> Choice:
     """One of ``options``, each equally likely; a grid takes them in the given order.
 
@@ -358,7 +501,61 @@ def hp_qloguniform(low: float, high: float, q: float) -> QLogUniform:
     return QLogUniform(low, high, q)
 
 
+def hp_randint(low: int, high: int) -> IntRange:
+    """An int drawn uniformly from ``low..high``, **both included**; a grid takes every int in order.
+
+    Parameters
+    ----------
+    low, high : int
+        The bounds, ``low <= high``.
+
+    Returns
+    -------
+    IntRange
+
+    Raises
+    ------
+    SearchSpaceError
+        If a bound is not an int or ``low > high``.
+
+    Examples
+    --------
+    >>> hp_randint(1, 3).grid_values()
+    [1, 2, 3]
+    """
+    return IntRange(low, high)
+
+
+def hp_repeat(length: Any, item: Any) -> Repeat:
+    """A list of ``length`` values, each drawn independently from ``item``: e.g. a width per layer.
+
+    Parameters
+    ----------
+    length : int or Dimension
+        The list's length: a non-negative int, or a dimension of them (``hp_randint(1, 3)``).
+    item : Any
+        What each element is drawn from: a dimension, a constant, or a dict/list holding dimensions.
+
+    Returns
+    -------
+    Repeat
+
+    Raises
+    ------
+    SearchSpaceError
+        If ``length`` can take a value that is not a non-negative int.
+
+    Examples
+    --------
+    >>> hp_repeat(hp_randint(1, 2), hp_choice([16, 32])).grid_values()
+    [[16], [32], [16, 16], [16, 32], [32, 16], [32, 32]]
+    """
+    return Repeat(length, item)
+
+
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Dimension):
+        return value.describe()
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, (list, tuple)):
@@ -366,6 +563,23 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
         return {k: _jsonable(v) for k, v in value.items()}
     return repr(value)
+
+
+def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys, for tables and trackers: ``{"arch.kind": "mlp", ...}``.
+
+    Examples
+    --------
+    >>> flatten_params({"arch": {"kind": "mlp", "layers": 2}, "lr": 0.1})
+    {'arch.kind': 'mlp', 'arch.layers': 2, 'lr': 0.1}
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) and value:
+            flat.update({f"{key}.{k}": v for k, v in flatten_params(value).items()})
+        else:
+            flat[str(key)] = value
+    return flat
 
 
 def stable_hash(name: str) -> int:
@@ -379,7 +593,8 @@ def validate_space(space: Mapping[str, Any]) -> dict[str, Dimension]:
     Parameters
     ----------
     space : Mapping[str, Any]
-        Name -> dimension (``hp_*``) or constant (any other value, a one-option ``hp_choice``).
+        Name -> dimension (``hp_*``) or constant (any other value, a one-option ``hp_choice``). A
+        constant may be a dict or list that holds dimensions (a nested space).
 
     Returns
     -------
@@ -482,8 +697,11 @@ def sample(space: Mapping[str, Any], num: int, seed: int | None) -> list[dict[st
         raise InvalidParamError(f"seed must be a non-negative int or None. Received: seed={seed!r}")
     dims = validate_space(space)
     base = random.SystemRandom().randrange(2**63) if seed is None else seed
-    columns = {
-        key: dim.sample(np.random.default_rng(np.random.SeedSequence([base, stable_hash(key)])), num)
-        for key, dim in dims.items()
-    }
+    columns: dict[str, list[Any]] = {}
+    for key, dim in dims.items():
+        if is_nested(dim):  # one draw per configuration, each dimension from its path's stream
+            columns[key] = [_draw(dim, key, _Streams(base, i)) for i in range(num)]
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence([base, stable_hash(key)]))
+            columns[key] = dim.sample(rng, num)
     return [{key: columns[key][i] for key in dims} for i in range(num)]

@@ -17,9 +17,11 @@ from cerebro_spark.search.metrics import is_better
 from cerebro_spark.search.space import (
     Choice,
     Dimension,
+    IntRange,
     LogUniform,
     QLogUniform,
     QUniform,
+    Repeat,
     Uniform,
     describe_space,
     validate_space,
@@ -36,10 +38,26 @@ def _import_optuna() -> Any:
     return optuna
 
 
-def _suggest(trial: Any, name: str, dim: Dimension) -> Any:
-    """Ask the Optuna ``trial`` for a value of ``dim`` (choices by option index)."""
+def _suggest(trial: Any, name: str, dim: Any) -> Any:
+    """Ask the Optuna ``trial`` for a value of ``dim`` (choices by option index).
+
+    Nested spaces are asked define-by-run: only the chosen branch's dimensions are suggested, each
+    under its path (``arch/1.layers``, ``widths[0]``), so TPE models each branch's parameters apart.
+    """
     if isinstance(dim, Choice):
-        return dim.options[trial.suggest_categorical(name, list(range(len(dim.options))))]
+        index = trial.suggest_categorical(name, list(range(len(dim.options))))
+        return _suggest(trial, f"{name}/{index}", dim.options[index])
+    if isinstance(dim, Repeat):
+        length = int(_suggest(trial, f"{name}/length", dim.length))
+        return [_suggest(trial, f"{name}[{j}]", dim.item) for j in range(length)]
+    if isinstance(dim, IntRange):
+        return trial.suggest_int(name, dim.low, dim.high)
+    if isinstance(dim, Mapping):
+        return {k: _suggest(trial, f"{name}.{k}", v) for k, v in dim.items()}
+    if isinstance(dim, (list, tuple)):
+        return type(dim)(_suggest(trial, f"{name}[{j}]", v) for j, v in enumerate(dim))
+    if not isinstance(dim, Dimension):
+        return dim  # a constant inside a nested space
     if isinstance(dim, QLogUniform):
         k_min, k_max = dim._k_range()
         raw = trial.suggest_float(name, dim.low, dim.high, log=True)

@@ -61,3 +61,16 @@ def test_a_search_without_epochs_gives_an_empty_table_with_columns():
 def test_no_result_is_a_clear_error():
     with pytest.raises(Exception, match="holds no search result"):
         ModelSelectionModel().get_history_df()
+
+
+def test_nested_params_become_dotted_columns():
+    result = fake_search_result()
+    result.models["m0000"].params["arch"] = {"kind": "mlp", "layers": 2}
+    result.models["m0001"].params["arch"] = {"kind": "cnn", "filters": 16}
+    frame = history_frame(result)
+    assert {"param_arch.kind", "param_arch.layers", "param_arch.filters"} <= set(frame.columns)
+    first = frame[frame.model_id == "m0001"].iloc[0]
+    assert first["param_arch.kind"] == "cnn" and first["param_arch.filters"] == 16
+    assert pd.isna(first["param_arch.layers"])
+    board = selection_model().leaderboard()
+    assert "param_lr" in board.columns
