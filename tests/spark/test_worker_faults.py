@@ -27,7 +27,11 @@ def run_search(spark, store, run_id, fault, marker, *, epochs=2, **backend_args)
     def factory(trial):
         return ModelSpec(run_id=run_id, model_id=trial.model_id, batch_size=8, params=dict(trial.params))
 
-    space = {"rate": hp_choice([1.0, 2.0, 3.0]), "fault": hp_choice([fault, None]), "fault_marker": str(marker)}
+    space = {
+        "rate": hp_choice([1.0, 2.0, 3.0]),
+        "fault": hp_choice([fault, None]),
+        "fault_marker": str(marker),
+    }
     driver = MopDriver(
         SparkBackend(spark, num_workers=2, heartbeat_s=0.2, **backend_args), store, fake_dataset(2),
         GridSearchAlgorithm(space, epochs), factory,
@@ -60,3 +64,31 @@ def test_a_search_survives_a_lost_worker(spark, store, tmp_path, fault, reason):
     assert any(u.startswith(f"train {m} epoch 1 partition 0") for m in faulty for u in loss["units_put_back"])
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
     print(f"\n{fault}: {len(loss['units_put_back'])} units retried, search {seconds:.1f} s")
+
+
+@pytest.mark.slow
+def test_faults_on_local_cluster(tmp_path):
+    """Kill a worker's Python process, kill its executor JVM, hang it: on two real executor JVMs (a
+    separate process: one SparkContext per process). Runs benchmarks/bench_faults.py, which prints
+    the units retried and the extra wall time of each fault."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out, raw = tmp_path / "faults.md", tmp_path / "faults.json"
+    proc = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_faults.py"), "--out", str(out), "--json", str(raw),
+         "--models", "4", "--epochs", "2", "--unit-s", "0.2"],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rows = {r["fault"]: r for r in json.loads(raw.read_text())}
+    assert set(rows) == {"none", "kill_python", "kill_jvm", "hang"}
+    assert all(r["struck"] and r["exact_epochs"] for r in rows.values())
+    assert rows["none"]["losses"] == 0
+    assert all(
+        rows[f]["losses"] == 1 and rows[f]["units_retried"] >= 1 for f in ("kill_python", "kill_jvm", "hang")
+    )
+    assert "no heartbeat for" in rows["hang"]["reasons"][0]
+    print("\n" + out.read_text())
