@@ -210,7 +210,10 @@ class SparkBackend(Backend):
             raise InvalidParamError(f"request must be a TaskRequest. Received: {type(request).__name__}")
         if self._failure is not None:
             raise self._failure
-        server.send(worker_id, request)
+        try:
+            server.send(worker_id, request)
+        except BackendError as exc:  # its connection just broke: next_result reports the lost worker
+            logger.warning("could not send task %d to worker %d: %s", request.task_id, worker_id, exc)
 
     def next_result(self, timeout: float | None = None) -> TaskResult | None:
         """Block until a worker finishes a task; ``None`` after ``timeout`` seconds.

@@ -86,3 +86,18 @@ def test_max_restarts_is_checked():
         InvalidParamError, match=r"max_restarts must be an int >= 0\. Received: max_restarts=-1"
     ):
         LocalBackend(2, max_restarts=-1)
+
+
+def test_spark_backend_fault_params_are_checked():
+    from cerebro_spark.backend.spark import SparkBackend
+
+    with pytest.raises(
+        InvalidParamError, match=r"worker_timeout_s must be None or .* larger than heartbeat_s=5\.0"
+    ):
+        SparkBackend(heartbeat_s=5.0, worker_timeout_s=2.0)
+    with pytest.raises(
+        InvalidParamError,
+        match=r"SparkBackend's max_restarts must be an int >= 0\. Received: max_restarts=1\.5",
+    ):
+        SparkBackend(max_restarts=1.5)
+    assert SparkBackend(worker_timeout_s=None, max_restarts=0).max_restarts == 0
