@@ -61,6 +61,9 @@ class ControlServer:
         Accepted worker ids are ``0 .. num_workers - 1``, each at most once.
     events : queue.Queue
         Where :class:`WorkerReady`, ``TaskResult`` and :class:`WorkerLost` events go.
+    worker_timeout_s : float, optional
+        A connected worker silent for longer than this (no heartbeat, no result) is reported as
+        :class:`WorkerLost` once: it hangs. None: never.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class ControlServer:
         num_workers: int,
         events: queue.Queue[object],
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        worker_timeout_s: float | None = None,
     ) -> None:
         self._secret = secret
         self._num_workers = num_workers
@@ -86,6 +90,9 @@ class ControlServer:
         self._address = (str(bound_host), int(port))
         self._wake_r, self._wake_w = socket.socketpair()
         self._accept_thread = self._spawn(self._accept_loop, "cerebro-spark-accept")
+        self._hung: set[int] = set()
+        if worker_timeout_s is not None:
+            self._spawn(self._watch_heartbeats, "cerebro-spark-watchdog", float(worker_timeout_s))
 
     @property
     def address(self) -> tuple[str, int]:
@@ -155,6 +162,25 @@ class ControlServer:
                     logger.error("control-plane thread %s did not stop", thread.name)
         for sock in (self._listener, self._wake_r, self._wake_w):
             sock.close()
+
+    def _watch_heartbeats(self, timeout_s: float) -> None:
+        """Report, once, every connected worker not heard from for ``timeout_s`` seconds."""
+        while not self._closing.wait(max(0.05, timeout_s / 10)):
+            now = time.monotonic()
+            with self._lock:
+                silent = [
+                    (wid, now - self._last_seen.get(wid, now))
+                    for wid in self._channels
+                    if wid not in self._hung and now - self._last_seen.get(wid, now) > timeout_s
+                ]
+                self._hung.update(wid for wid, _ in silent)
+            for wid, quiet in silent:
+                reason = (
+                    f"no heartbeat for {quiet:.0f} s (worker_timeout_s={timeout_s:g}): the worker hangs or "
+                    "its machine is unreachable"
+                )
+                logger.warning("worker %d lost: %s", wid, reason)
+                self._events.put(WorkerLost(wid, reason))
 
     def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from cerebro_spark.errors import BackendError, InvalidParamError
+
 
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
@@ -56,6 +58,44 @@ class WorkerContext:
     num_workers: int
     cores: int = 1
     cache: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_MAX_RESTARTS = 3
+"""How many times, by default, a search relaunches its workers after losing one before it gives up."""
+
+
+def check_max_restarts(value: object, owner: str) -> int:
+    """``value`` as a count of restarts (an int >= 0), else InvalidParamError naming ``owner``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParamError(
+            f"{owner}'s max_restarts must be an int >= 0. Received: max_restarts={value!r}"
+        )
+    return value
+
+
+class WorkerLostError(BackendError):
+    """A worker died, hung (no heartbeat within the backend's timeout) or its Spark task failed.
+
+    Every task in flight on any worker is lost with it (a barrier stage fails as a whole); the
+    backend can be started again (:meth:`Backend.restart`) to relaunch all the workers.
+
+    Parameters
+    ----------
+    message : str
+        What happened, naming the worker.
+    worker_id : int
+        The worker that was lost first.
+    reason : str
+        Why, in a few words (connection closed, no heartbeat for N s, ...).
+    log_tail : str
+        The end of what is known of the worker's last words (Spark's error, a traceback), if any.
+    """
+
+    def __init__(self, message: str, *, worker_id: int, reason: str = "", log_tail: str = "") -> None:
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.reason = reason
+        self.log_tail = log_tail
 
 
 def resolve_function(path: str) -> Callable[..., Any]:
@@ -122,6 +162,11 @@ class Backend(ABC):
     def num_workers(self) -> int:
         """Number of workers (P)."""
 
+    @property
+    def max_restarts(self) -> int:
+        """How many times a search may relaunch the workers after losing one (default 3)."""
+        return int(getattr(self, "_max_restarts", DEFAULT_MAX_RESTARTS))
+
     @abstractmethod
     def start(self) -> None:
         """Launch the workers and return once every one of them is ready to take tasks.
@@ -135,11 +180,19 @@ class Backend(ABC):
     @abstractmethod
     def next_result(self, timeout: float | None = None) -> TaskResult | None:
         """Block until some worker finishes a task and return its result, or ``None`` after
-        ``timeout`` seconds. Raises ``BackendError`` if a worker or the backend itself died."""
+        ``timeout`` seconds. Raises :class:`WorkerLostError` if a worker died or hung (every task
+        in flight is then lost) and ``BackendError`` if the backend itself failed."""
 
     @abstractmethod
     def shutdown(self) -> None:
         """Stop every worker and release threads, sockets and jobs. Idempotent; safe after a failure."""
+
+    def restart(self) -> None:
+        """Relaunch every worker after a :class:`WorkerLostError`: :meth:`shutdown`, then :meth:`start`.
+
+        Workers come back with fresh contexts (run the setup task again); tasks in flight are lost."""
+        self.shutdown()
+        self.start()
 
     def set_description(self, text: str) -> None:
         """Name the work the next :meth:`start` launches, for the cluster's UI (the Spark UI's job

@@ -5,9 +5,19 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import traceback
 from dataclasses import dataclass
 
-from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerContext, run_task
+from cerebro_spark.backend.base import (
+    DEFAULT_MAX_RESTARTS,
+    Backend,
+    TaskRequest,
+    TaskResult,
+    WorkerContext,
+    WorkerLostError,
+    check_max_restarts,
+    run_task,
+)
 from cerebro_spark.errors import BackendError, InvalidParamError
 
 logger = logging.getLogger(__name__)
@@ -17,6 +27,7 @@ logger = logging.getLogger(__name__)
 class _WorkerDied:
     worker_id: int
     reason: str
+    traceback: str = ""
 
 
 _STOP = object()
@@ -30,10 +41,17 @@ class LocalBackend(Backend):
     Tasks run the same way as on Spark (a task that raises gives ``TaskResult(ok=False)``), but they
     share this process: nothing is pickled and nothing is isolated.
 
+    A task that raises a ``BaseException`` other than ``Exception`` (``SystemExit``, as
+    :mod:`cerebro_spark.testing.fakes` does to fake a dead worker) ends its worker thread:
+    :meth:`next_result` then raises :class:`~cerebro_spark.backend.base.WorkerLostError`, as
+    SparkBackend does when a worker process dies, and :meth:`restart` brings every worker back.
+
     Parameters
     ----------
     num_workers : int, default 2
         Number of worker threads (at least 1).
+    max_restarts : int, default 3
+        How many times a search may relaunch the workers after losing one.
 
     Examples
     --------
@@ -44,12 +62,13 @@ class LocalBackend(Backend):
     42
     """
 
-    def __init__(self, num_workers: int = 2) -> None:
+    def __init__(self, num_workers: int = 2, *, max_restarts: int = DEFAULT_MAX_RESTARTS) -> None:
         self._num_workers = num_workers
+        self._max_restarts = check_max_restarts(max_restarts, "LocalBackend")
         self._requests: list[queue.Queue[object]] = []
         self._results: queue.Queue[TaskResult | _WorkerDied] = queue.Queue()
         self._threads: list[threading.Thread] = []
-        self._failure: str | None = None
+        self._failure: WorkerLostError | None = None
         self._lock = threading.Lock()
 
     @property
@@ -110,22 +129,27 @@ class LocalBackend(Backend):
     def next_result(self, timeout: float | None = None) -> TaskResult | None:
         """Block until a worker finishes a task; ``None`` after ``timeout`` seconds."""
         if self._failure is not None:
-            raise BackendError(self._failure)
+            raise self._failure
         try:
             item = self._results.get(timeout=timeout)
         except queue.Empty:
             return None
         if isinstance(item, _WorkerDied):
-            self._failure = f"Local worker {item.worker_id} died: {item.reason}"
-            raise BackendError(self._failure)
+            self._failure = WorkerLostError(
+                f"Local worker {item.worker_id} died: {item.reason}",
+                worker_id=item.worker_id, reason=item.reason, log_tail=item.traceback,
+            )  # fmt: skip
+            raise self._failure
         return item
 
     def shutdown(self) -> None:
-        """Stop the worker threads (each finishes its current task first) and join them. Idempotent."""
+        """Stop the worker threads (each finishes its current task first; queued ones are dropped) and
+        join them. Idempotent."""
         with self._lock:
             threads, requests = self._threads, self._requests
             self._threads, self._requests = [], []
         for q in requests:
+            _drain(q)
             q.put(_STOP)
         for thread in threads:
             thread.join()
@@ -144,4 +168,12 @@ class LocalBackend(Backend):
                 results.put(run_task(ctx, request))
         except BaseException as exc:  # e.g. SystemExit in a task: tell the driver instead of hanging it
             logger.error("local worker %d died", ctx.worker_id, exc_info=True)
-            results.put(_WorkerDied(ctx.worker_id, f"{type(exc).__name__}: {exc}"))
+            results.put(_WorkerDied(ctx.worker_id, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+def _drain(q: queue.Queue[object]) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return

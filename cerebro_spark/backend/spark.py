@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.backend._barrier_job import BarrierJob, JobEnded, master, task_slots
 from cerebro_spark.backend._control_server import ControlServer, WorkerLost, WorkerReady
-from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult
+from cerebro_spark.backend.base import (
+    DEFAULT_MAX_RESTARTS,
+    Backend,
+    TaskRequest,
+    TaskResult,
+    WorkerLostError,
+    check_max_restarts,
+)
 from cerebro_spark.backend.protocol import Shutdown, new_secret
 from cerebro_spark.errors import BackendError, InvalidParamError
 
@@ -24,6 +31,47 @@ SHUTDOWN_WAIT_S = 30.0
 """How long shutdown() waits for the workers to return before it cancels the Spark job group."""
 
 _LOST_WORKER_GRACE_S = 5.0  # how long to wait for Spark's own error after a worker's connection drops
+_LOG_TAIL_CHARS = 3000
+
+
+class _SlotLedger:
+    """Task slots held by the running SparkBackends of this process, per SparkContext.
+
+    Two searches of one Spark application (two threads) each hold a barrier stage for their whole
+    run; a second one that cannot get its slots would wait for them without end, so it is refused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[int, dict[int, int]] = {}  # id(JVM SparkContext) -> {id(backend): slots}
+
+    def held_by_others(self, sc: SparkContext, backend: object) -> int:
+        with self._lock:
+            return sum(n for b, n in self._held.get(id(sc), {}).items() if b != id(backend))
+
+    def reserve(self, sc: SparkContext, backend: object, n: int, slots: int, how: str) -> None:
+        with self._lock:
+            held = self._held.setdefault(id(sc), {})
+            others = sum(k for b, k in held.items() if b != id(backend))
+            if others + n > slots:
+                raise BackendError(_busy_message(n, others, slots, how))
+            held[id(backend)] = n
+
+    def release(self, sc: SparkContext | None, backend: object) -> None:
+        with self._lock:
+            if sc is not None:
+                self._held.get(id(sc), {}).pop(id(backend), None)
+
+
+_LEDGER = _SlotLedger()
+
+
+def _busy_message(n: int, others: int, slots: int, how: str) -> str:
+    return (
+        f"SparkBackend needs num_workers={n} task slots at once, but another search running in this Spark "
+        f"application holds {others} of the cluster's {slots} task slots ({how}). Its workers run until it "
+        f"finishes. Wait for it, or pass num_workers <= {max(0, slots - others)}."
+    )
 
 
 class SparkBackend(Backend):
@@ -47,7 +95,14 @@ class SparkBackend(Backend):
         How often each worker sends a heartbeat (see :meth:`last_seen`).
     bind_address : str, optional
         Address of the driver that executors can reach. By default ``127.0.0.1`` on a local
-        master, else ``spark.driver.host``.
+        master, else ``spark.driver.host`` (never every interface unless asked for).
+    worker_timeout_s : float or None, default 120
+        A worker that sends nothing (not even a heartbeat) for this long is treated as lost, like a
+        dead one. None: never (a hung worker would then be waited for without end).
+    max_restarts : int, default 3
+        How many times a search relaunches the workers (the whole barrier stage) after losing one;
+        the units in flight are retried. One loss more and the search fails with a BackendError
+        naming the worker and its last words.
 
     Examples
     --------
@@ -65,7 +120,20 @@ class SparkBackend(Backend):
         start_timeout_s: float = 300.0,
         heartbeat_s: float = 5.0,
         bind_address: str | None = None,
+        worker_timeout_s: float | None = 120.0,
+        max_restarts: int = DEFAULT_MAX_RESTARTS,
     ) -> None:
+        if worker_timeout_s is not None and (
+            isinstance(worker_timeout_s, bool)
+            or not isinstance(worker_timeout_s, (int, float))
+            or not worker_timeout_s > heartbeat_s
+        ):
+            raise InvalidParamError(
+                "SparkBackend's worker_timeout_s must be None or a number of seconds larger than "
+                f"heartbeat_s={heartbeat_s!r}. Received: worker_timeout_s={worker_timeout_s!r}"
+            )
+        self._worker_timeout_s = worker_timeout_s
+        self._max_restarts = check_max_restarts(max_restarts, "SparkBackend")
         self._spark = spark
         self._requested_workers = num_workers
         self._start_timeout_s = start_timeout_s
@@ -76,7 +144,7 @@ class SparkBackend(Backend):
         self._server: ControlServer | None = None
         self._job: BarrierJob | None = None
         self._events: queue.Queue[object] = queue.Queue()
-        self._failure: str | None = None
+        self._failure: WorkerLostError | None = None
         self._lifecycle = threading.RLock()
         self._description: str | None = None
 
@@ -110,6 +178,8 @@ class SparkBackend(Backend):
                 )
             sc = self._spark_context()
             n = self._resolve_num_workers(sc)
+            slots, how = task_slots(sc)
+            _LEDGER.reserve(sc, self, n, slots, how)
             try:
                 self._sc, self._num_workers, self._failure = sc, n, None
                 self._events = queue.Queue()
@@ -139,17 +209,21 @@ class SparkBackend(Backend):
         if not isinstance(request, TaskRequest):
             raise InvalidParamError(f"request must be a TaskRequest. Received: {type(request).__name__}")
         if self._failure is not None:
-            raise BackendError(self._failure)
-        server.send(worker_id, request)
+            raise self._failure
+        try:
+            server.send(worker_id, request)
+        except BackendError as exc:  # its connection just broke: next_result reports the lost worker
+            logger.warning("could not send task %d to worker %d: %s", request.task_id, worker_id, exc)
 
     def next_result(self, timeout: float | None = None) -> TaskResult | None:
         """Block until a worker finishes a task; ``None`` after ``timeout`` seconds.
 
-        Raises BackendError, naming the worker and Spark's error, once a worker or the job is lost.
+        Raises WorkerLostError, naming the worker and Spark's error, once a worker dies, hangs
+        (``worker_timeout_s``) or the job is lost; it sticks until :meth:`restart`.
         """
         self._running_server()
         if self._failure is not None:
-            raise BackendError(self._failure)
+            raise self._failure
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -160,9 +234,9 @@ class SparkBackend(Backend):
             if isinstance(event, TaskResult):
                 return event
             if isinstance(event, (WorkerLost, JobEnded)):
-                self._failure = self._failure_message(event)
+                self._failure = self._lost(event)
                 logger.error("%s", self._failure)
-                raise BackendError(self._failure)
+                raise self._failure
 
     def last_seen(self, worker_id: int) -> float | None:
         """Driver's ``time.monotonic()`` when ``worker_id`` last sent anything (heartbeats included)."""
@@ -170,9 +244,11 @@ class SparkBackend(Backend):
         return None if server is None else server.last_seen(worker_id)
 
     def shutdown(self) -> None:
-        """Stop the workers, the Spark job, the server and every thread. Idempotent."""
+        """Stop the workers, the Spark job, the server and every thread. Idempotent.
+
+        After a lost worker the job is cancelled at once (a hung worker would not stop by itself)."""
         with self._lifecycle:
-            self._stop(grace_s=SHUTDOWN_WAIT_S)
+            self._stop(grace_s=0.0 if self._failure is not None else SHUTDOWN_WAIT_S)
 
     def describe(self) -> str:
         """Master, number of workers and the control plane's address."""
@@ -206,6 +282,9 @@ class SparkBackend(Backend):
                 f"task slots ({how}). The workers run as one barrier stage, which waits until that many slots "
                 f"are free at the same time. Pass num_workers <= {slots}, or give the cluster more cores."
             )
+        others = _LEDGER.held_by_others(sc, self)
+        if others + n > slots:
+            raise BackendError(_busy_message(n, others, slots, how))
         return n
 
     def _bind_host(self, sc: SparkContext) -> str:
@@ -217,7 +296,7 @@ class SparkBackend(Backend):
 
     def _listen(self, host: str, secret: bytes, n: int) -> ControlServer:
         try:
-            return ControlServer(host, secret, n, self._events)
+            return ControlServer(host, secret, n, self._events, worker_timeout_s=self._worker_timeout_s)
         except OSError as exc:
             raise BackendError(
                 f"SparkBackend cannot listen on {host!r}: {exc}. Pass bind_address= an address of this "
@@ -260,12 +339,24 @@ class SparkBackend(Backend):
             )
         return self._server
 
+    def _lost(self, event: WorkerLost | JobEnded) -> WorkerLostError:
+        message = self._failure_message(event)
+        job = self._job
+        tail = (job.error or "") if job is not None else ""
+        if isinstance(event, JobEnded):
+            return WorkerLostError(
+                message, worker_id=-1, reason="the Spark job ended", log_tail=tail[-_LOG_TAIL_CHARS:]
+            )
+        return WorkerLostError(
+            message, worker_id=event.worker_id, reason=event.reason, log_tail=tail[-_LOG_TAIL_CHARS:]
+        )
+
     def _failure_message(self, event: WorkerLost | JobEnded) -> str:
         if isinstance(event, JobEnded):
             why = event.error or "every task returned, as if the driver had closed the connections"
             return f"the Spark job running the workers ended unexpectedly: {why}"
         job = self._job
-        if job is not None:
+        if job is not None and not event.reason.startswith("no heartbeat"):
             job.join(timeout=_LOST_WORKER_GRACE_S)  # Spark's error usually follows the dropped connection
         spark_error = f" The Spark job failed: {job.error}" if job is not None and job.error else ""
         return f"Worker {event.worker_id} was lost ({event.reason}).{spark_error}"
@@ -282,6 +373,7 @@ class SparkBackend(Backend):
         finally:
             if server is not None:
                 server.close()
+            _LEDGER.release(self._sc, self)
             self._server, self._job = None, None
             if server is not None or job is not None:
                 logger.info("SparkBackend stopped (job group %s)", job.group if job else "none")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult
+from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver.records import EpochRecord, ModelRecord, SearchResult, UnitRecord, weighted_means
 from cerebro_spark.errors import BackendError, SchedulerError, TaskFailedError, TrainingError
@@ -114,6 +114,7 @@ class MopDriver:
         self._failing: set[str] = set()
         self._paused: set[str] = set()
         self._task_ids = 0
+        self.worker_losses: list[dict[str, Any]] = []  # one entry per relaunch of the workers
         if dataset.num_partitions != backend.num_workers:
             raise SchedulerError(
                 f"The prepared data has {dataset.num_partitions} training partitions but the backend has "
@@ -139,12 +140,13 @@ class MopDriver:
                 f"cerebro_spark run {self.settings.run_id}: {len(self.models)} models hopping on "
                 f"{self.backend.num_workers} workers"
             )
-            self.backend.start()
-            self._setup_workers()
+            self._start_workers()
             started = time.time()  # the search itself, without the workers' start-up
             while not self.scheduler.is_finished():
                 self._dispatch()
-                self._on_result(self._next_result())
+                result = self._next_result()
+                if result is not None:  # None: workers were lost and relaunched
+                    self._on_result(result)
             status = "completed"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -159,7 +161,7 @@ class MopDriver:
         for worker in range(self.backend.num_workers):
             self.backend.submit(worker, TaskRequest(self._new_task_id(), self.tasks.setup, kwargs))
         for _ in range(self.backend.num_workers):
-            result = self._next_result()
+            result = self._wait_result()
             if not result.ok:
                 raise TaskFailedError(
                     f"Worker {result.worker_id} failed to set up: {result.error}\n{result.traceback}",
@@ -197,7 +199,15 @@ class MopDriver:
             return TaskRequest(task_id, self.tasks.train, kwargs)
         return TaskRequest(task_id, self.tasks.evaluate, {**common, "version": version})
 
-    def _next_result(self) -> TaskResult:
+    def _next_result(self) -> TaskResult | None:
+        """The next result, or None after the workers were lost (units put back) and relaunched."""
+        try:
+            return self._wait_result()
+        except WorkerLostError as lost:
+            self._start_workers(lost)
+            return None
+
+    def _wait_result(self) -> TaskResult:
         result = self.backend.next_result(timeout=self.settings.result_timeout_s)
         if result is None:
             raise BackendError(
@@ -205,6 +215,54 @@ class MopDriver:
                 f"(units in flight: {[f.assignment.unit for f in self._flights.values()]})."
             )
         return result
+
+    # ---- lost workers ------------------------------------------------------------------------------
+
+    def _start_workers(self, lost: WorkerLostError | None = None) -> None:
+        """Start the workers and set them up; after ``lost``, relaunch them (bounded by the backend's
+        ``max_restarts``): the units in flight are put back and run again, nothing else is retrained."""
+        while True:
+            if lost is None:
+                self.backend.start()
+            else:
+                self._on_workers_lost(lost)
+                self.backend.restart()
+            try:
+                self._setup_workers()
+                return
+            except WorkerLostError as again:
+                lost = again
+
+    def _on_workers_lost(self, lost: WorkerLostError) -> None:
+        """Put back every unit in flight (a lost barrier stage loses them all); give up past the limit."""
+        flights = list(self._flights.values())
+        self._flights.clear()
+        for flight in flights:
+            self.scheduler.put_back(flight.assignment)
+        for model_id in sorted(self._failing):  # its failing unit came back already: now it fails
+            self._failing.discard(model_id)
+            self.scheduler.stop_model(model_id)
+            model = self.models[model_id]
+            model.status = "failed"
+            model.reason = model.reason or (model.error.splitlines() or [""])[0]
+            self._apply_to_others(self.search.on_model_failed(model_id, model.error))
+        units = [f"{f.assignment.unit.kind.value} {f.assignment.unit.model_id} epoch {f.assignment.unit.epoch} "
+                 f"partition {f.assignment.unit.partition}" for f in flights]  # fmt: skip
+        self.worker_losses.append(
+            {"worker_id": lost.worker_id, "reason": lost.reason, "units_put_back": units, "at": time.time()}
+        )
+        limit = self.backend.max_restarts
+        if len(self.worker_losses) > limit:
+            tail = lost.log_tail.strip()
+            raise BackendError(
+                f"Worker {lost.worker_id} was lost ({lost.reason}) after the workers had been relaunched "
+                f"{limit} times (max_restarts={limit}); giving up. {lost}"
+                + (f"\nLast words of the worker:\n{tail}" if tail else "")
+            ) from lost
+        logger.warning(
+            "worker %d lost (%s): relaunching the workers (%d of at most %d); %d units in flight put back: %s",
+            lost.worker_id, lost.reason, len(self.worker_losses), limit, len(units), units,
+        )  # fmt: skip
 
     # ---- results -----------------------------------------------------------------------------------
 
@@ -383,6 +441,7 @@ class MopDriver:
             "started_at": started,
             "updated_at": time.time(),
             "best_model_id": self._best_model_id(),
+            "worker_losses": self.worker_losses,
             "models": {
                 m.model_id: {
                     "params": {k: _jsonable(v) for k, v in m.params.items()},

@@ -23,7 +23,7 @@ from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.prepare import prepare_data
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
-from cerebro_spark.errors import DataError, InvalidParamError
+from cerebro_spark.errors import DataError, InvalidParamError, StoreError
 from cerebro_spark.ml._model_io import load_trained_model, write_initial_model
 from cerebro_spark.ml._observers import SearchObservers
 from cerebro_spark.ml._params import HasDataParams, validate_params
@@ -90,6 +90,7 @@ def run_search(
         datetime.now(timezone.utc), secrets.token_hex(3)
     )
     layout.validate_run_id(run_id)
+    check_store_writable(store)
 
     validation = owner.getOrDefault(owner.validation)
     if metric.startswith("val_") and validation in (None, 0):
@@ -114,6 +115,8 @@ def run_search(
         )  # fmt: skip
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
+    for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
+        check_metric_is_reported(est, dataset, metric, model_id)
 
     params_by_model: dict[str, dict[str, Any]] = {}
 
@@ -177,6 +180,14 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} has {len(tensors)} {kind}(s) but {len(columns)} "
                 f"{'feature' if kind == 'input' else 'label'} column(s) were given: {names}."
             )
+    for tensor, column in zip(outputs, dataset.labels, strict=True):
+        produced = tuple(tensor.shape[1:])
+        if len(column.shape) == 1 and column.shape[0] > 1 and produced != column.shape:  # e.g. one-hot labels
+            raise DataError(
+                f"Model {model_id!r} has an output of shape {produced} (per row) but label column "
+                f"{column.name!r} has rows of shape {column.shape}. Expected an output of shape "
+                f"{column.shape} for these labels (or scalar labels, e.g. class indices)."
+            )
     for tensor, column in zip(inputs, dataset.features, strict=True):
         expected = tuple(tensor.shape[1:])
         if len(expected) != len(column.shape) or any(
@@ -186,6 +197,47 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} expects input shape {expected} (per row) but feature column "
                 f"{column.name!r} has rows of shape {column.shape}."
             )
+
+
+def check_store_writable(store: Store) -> None:
+    """Write and delete a probe file, so that a Store that cannot be written fails before any Spark job."""
+    key = f".cerebro-write-check-{secrets.token_hex(4)}"
+    try:
+        store.write_bytes(key, b"")
+        store.delete(key)
+    except OSError as exc:
+        raise StoreError(
+            f"The Store at {store.url!r} cannot be written: {type(exc).__name__}: {exc}. Pass store= a "
+            "folder or URL that the driver and every executor can write."
+        ) from exc
+
+
+def check_metric_is_reported(est: KerasEstimator, dataset: DatasetSpec, metric: str, model_id: str) -> None:
+    """``metric`` must be among the names the compiled model reports (Keras' names, ``val_`` for
+    validation): found by evaluating the model on two rows of zeros shaped like the prepared data."""
+    import numpy as np
+
+    from cerebro_spark.ml._model_io import compiled_model
+
+    def zeros(columns: Sequence[Any]) -> Any:
+        arrays = [np.zeros((2, *c.shape), dtype=c.dtype) for c in columns]
+        return arrays[0] if len(arrays) == 1 else arrays
+
+    try:
+        model = compiled_model(est)
+        names = set(
+            model.evaluate(zeros(dataset.features), zeros(dataset.labels), verbose=0, return_dict=True)
+        )
+    except Exception:  # the check is a courtesy; training reports any real problem with its traceback
+        logger.debug("could not list the metric names of model %s", model_id, exc_info=True)
+        return
+    known = {*names, "learning_rate"} | ({f"val_{n}" for n in names} if dataset.has_validation else set())
+    if metric not in known:
+        raise InvalidParamError(
+            f"The evaluation metric {metric!r} is not reported by model {model_id!r}: it reports "
+            f"{sorted(known)}. Pass one of those as evaluation_metric, or add the metric to the "
+            "estimator's metrics."
+        )
 
 
 @contextlib.contextmanager

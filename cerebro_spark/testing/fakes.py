@@ -3,12 +3,17 @@
 They follow the real tasks' contracts (:mod:`cerebro_spark.training.trainer`): a training unit
 returns the next version and row-weighted metrics; an evaluation returns metrics and rows. The
 loss of a model goes down with every unit it trains, faster for a larger ``params["rate"]``, so
-tests can check which model is best. ``params["fail_at_epoch"]`` makes a model raise.
+tests can check which model is best. ``params["fail_at_epoch"]`` makes a model raise;
+``params["fault"]`` makes its worker die or hang once (:mod:`cerebro_spark.testing.faults`);
+``params["unit_s"]`` makes each training unit take that many seconds.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+from cerebro_spark.testing.faults import maybe_inject
 
 
 def setup(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> dict[str, Any]:
@@ -19,6 +24,9 @@ def train(ctx: Any, *, store: Any, dataset: Any, model: Any, epoch: int, partiti
           from_version: int, seed: int) -> dict[str, Any]:  # fmt: skip
     if model.params.get("fail_at_epoch") == epoch:
         raise ValueError(f"model {model.model_id} diverged (fake)")
+    maybe_inject(model.params, epoch, partition)
+    if model.params.get("unit_s"):  # a unit that takes time, like real training (benchmarks of faults)
+        threading.Event().wait(float(model.params["unit_s"]))
     version = from_version + 1
     store.write_bytes(model.checkpoint_key(version), f"{model.model_id}:{version}".encode())
     rate = float(model.params.get("rate", 1.0))
