@@ -171,7 +171,8 @@ class MopDriver:
         self._write_run_record("running", started)
         status = "failed"
         try:
-            if self.scheduler.is_finished():  # a finished run, resumed: nothing to train
+            self._drain_commands()  # commands sent before the start (continue_training sends some)
+            if self.scheduler.is_finished():  # a finished run, resumed: nothing (more) to train
                 status = "completed"
                 return self._result(0.0)
             self.backend.set_description(
@@ -182,7 +183,6 @@ class MopDriver:
             self._setup_workers()
             started = time.time()  # the search itself, without the workers' start-up
             self._started = started
-            self._drain_commands()
             while not self.scheduler.is_finished():
                 self._dispatch()
                 self._on_result(self._next_result())
