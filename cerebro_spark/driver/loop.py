@@ -604,13 +604,12 @@ class MopDriver:
         return any(f.assignment.unit.model_id == model_id for f in self._flights.values())
 
     def _snapshot(self) -> SearchResult:
-        """A copy of the records that another thread may read while the search goes on."""
-        models = {
-            m: replace(r, history=list(r.history), params=dict(r.params)) for m, r in self.models.items()
-        }
+        """The records as another thread may read them while the search goes on: each model record is
+        a copy; its history and the units are the driver's own lists, which only grow (O(models) a step)."""
+        models = {m: replace(r) for m, r in self.models.items()}
         return SearchResult(
             self.settings.run_id, self.settings.metric, self.settings.mode, self.backend.num_workers,
-            models, list(self.units), self._previous_wall + time.time() - self._started, self._best_model_id(),
+            models, self.units, self._previous_wall + time.time() - self._started, self._best_model_id(),
         )  # fmt: skip
 
     # ---- bookkeeping -------------------------------------------------------------------------------
