@@ -15,20 +15,42 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import cerebro_spark.driver.resume as resuming
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver.control import (
+    AddModels,
+    Command,
+    Interrupt,
+    ResumeModel,
+    SearchControl,
+    StopModel,
+    check_epochs,
+    command_from_dict,
+    command_to_dict,
+)
 from cerebro_spark.driver.records import EpochRecord, ModelRecord, SearchResult, UnitRecord, weighted_means
-from cerebro_spark.errors import BackendError, SchedulerError, TaskFailedError, TrainingError
-from cerebro_spark.scheduler import Assignment, EpochEnd, MopScheduler, UnitKind
+from cerebro_spark.errors import (
+    BackendError,
+    InvalidParamError,
+    SchedulerError,
+    TaskFailedError,
+    TrainingError,
+)
+from cerebro_spark.scheduler import Assignment, EpochEnd, MopScheduler, Unit, UnitKind
 from cerebro_spark.search import Decision, SearchAlgorithm, Trial, is_better
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.model_spec import ModelSpec
 
 logger = logging.getLogger(__name__)
+
+#: Models the user adds to a running search are named ``u0000``, ``u0001``... (the algorithms' are ``m...``).
+USER_MODEL_PREFIX = "u"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +112,7 @@ class MopDriver:
         *,
         tasks: TaskNames = TaskNames(),
         callbacks: Sequence[DriverCallback] = (),
+        control: SearchControl | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
@@ -115,6 +138,14 @@ class MopDriver:
         self._paused: set[str] = set()
         self._task_ids = 0
         self.worker_losses: list[dict[str, Any]] = []  # one entry per relaunch of the workers
+        # resume and live control (see resume.py and control.py)
+        self.control = control
+        self._algorithm_config = search.state()  # the algorithm's settings, before any epoch
+        self._left: set[str] = set()  # models the search algorithm no longer decides for
+        self._targets: dict[str, int] = {}  # epochs the user asked for, for models the user took over
+        self._pending: list[tuple[Command, Future[Any]]] = []  # stops waiting for units in flight
+        self._started = time.time()
+        self._previous_wall = 0.0  # search time of the sessions before a resume
         if dataset.num_partitions != backend.num_workers:
             raise SchedulerError(
                 f"The prepared data has {dataset.num_partitions} training partitions but the backend has "
@@ -123,30 +154,41 @@ class MopDriver:
 
     # ---- the loop --------------------------------------------------------------------------------
 
-    def run(self, initial_trials: Sequence[Trial] | None = None) -> SearchResult:
+    def run(self, initial_trials: Sequence[Trial] | None = None, *, resume: bool = False) -> SearchResult:
         """Train every model of the search; returns when no model is left to train.
 
         ``initial_trials`` defaults to ``search.initial_trials()`` (pass them when the caller already
-        asked the algorithm, to build and check models before any Spark job).
+        asked the algorithm, to build and check models before any Spark job). With ``resume=True``
+        and a run of this run id in the Store, the run goes on where it stopped (see
+        :mod:`cerebro_spark.driver.resume`); its settings must be the same.
         """
-        started = time.time()
+        started = self._started = time.time()
+        log = resuming.load_run(self.store, self.settings.run_id) if resume else None
         trials = self.search.initial_trials() if initial_trials is None else initial_trials
         for trial in trials:
             self._add_model(trial)  # build every initial model before any Spark job
+        if log is not None:
+            self._restore(log)
         self._write_run_record("running", started)
         status = "failed"
         try:
+            self._drain_commands()  # commands sent before the start (continue_training sends some)
+            if self.scheduler.is_finished():  # a finished run, resumed: nothing (more) to train
+                status = "completed"
+                return self._result(0.0)
             self.backend.set_description(
                 f"cerebro_spark run {self.settings.run_id}: {len(self.models)} models hopping on "
                 f"{self.backend.num_workers} workers"
             )
             self._start_workers()
             started = time.time()  # the search itself, without the workers' start-up
+            self._started = started
             while not self.scheduler.is_finished():
                 self._dispatch()
                 result = self._next_result()
                 if result is not None:  # None: workers were lost and relaunched
                     self._on_result(result)
+                self._drain_commands()
             status = "completed"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -154,6 +196,8 @@ class MopDriver:
         finally:
             self.backend.shutdown()
             self._write_run_record(status, started)
+            if self.control is not None:
+                self.control.close("finished" if status == "completed" else status, self._snapshot())
         return self._result(time.time() - started)
 
     def _setup_workers(self) -> None:
@@ -317,11 +361,9 @@ class MopDriver:
         for callback in self.callbacks:
             callback.on_epoch_end(record)
         logger.info("model %s epoch %d: %s", end.model_id, end.epoch, _format_metrics(metrics))
-        decision = self.search.on_epoch_end(end.model_id, end.epoch, metrics)
+        decision = self._decide(end.model_id, end.epoch, metrics)
         if decision.stop:
-            self._stop(
-                end.model_id, decision.reason, completed=end.epoch >= self.search.max_epochs(end.model_id)
-            )
+            self._stop(end.model_id, decision.reason, completed=end.epoch >= self._max_epochs(end.model_id))
         elif decision.pause:
             self._paused.add(end.model_id)
             model.status = "paused"
@@ -331,6 +373,12 @@ class MopDriver:
 
     def _apply_to_others(self, decision: Decision) -> None:
         """Resume or stop paused models, and start new trials, as the search algorithm decided."""
+        if self._left:  # models the user took over (or stopped) are no longer the algorithm's
+            decision = replace(
+                decision,
+                resume=tuple(m for m in decision.resume if m not in self._left),
+                stop_paused=tuple(m for m in decision.stop_paused if m not in self._left),
+            )
         for model_id in (*decision.resume, *decision.stop_paused):
             if model_id not in self._paused:
                 raise SchedulerError(
@@ -389,7 +437,238 @@ class MopDriver:
             self.scheduler.stop_model(model_id)
             self._failing.discard(model_id)
             model.status, model.reason = "failed", result.error or model.reason
-            self._apply_to_others(self.search.on_model_failed(model_id, model.error))
+            self._log_event(
+                {"event": "failed", "model_id": model_id, "reason": model.reason, "error": model.error}
+            )
+            if model_id not in self._left:
+                self._apply_to_others(self.search.on_model_failed(model_id, model.error))
+
+    # ---- resume (see resume.py) -------------------------------------------------------------------
+
+    def _run_header(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run it continues."""
+        return {
+            "seed": self.settings.seed,
+            "metric": self.settings.metric,
+            "mode": self.settings.mode,
+            "deterministic": self.settings.deterministic,
+            "fixed_order": self.settings.fixed_order,
+            "num_workers": self.backend.num_workers,
+            "dataset": {"fingerprint": self.dataset.fingerprint, "root": self.dataset.root},
+            "algorithm_config": self._algorithm_config,
+        }
+
+    def _restore(self, log: resuming.RunLog) -> None:
+        """Replay the run's journal and events: the scheduler, the algorithm and the records end in
+        the state the run had when it stopped; nothing runs and nothing is written meanwhile."""
+        resuming.check_resumable(log, self._run_header())
+        events = log.events_at()
+        with resuming.replaying(self):
+            for position, unit in enumerate(log.units):
+                for event in events.pop(position, []):
+                    self._replay_event(log, event)
+                self._replay_unit(log, unit)
+            for event in events.pop(len(log.units), []):
+                self._replay_event(log, event)
+        if events:
+            raise resuming.mismatch(log, f"events after the end of the journal: {events}")
+        for model_id, model in self.models.items():
+            resuming.check_params(log, model_id, {k: _jsonable(v) for k, v in model.params.items()})
+            self._restore_history(log, model)
+        self._previous_wall = float(log.record.get("wall_seconds", 0.0))
+        logger.info(
+            "run %s resumed: %d units and %d events replayed; %d models active",
+            self.settings.run_id, len(log.units), len(log.events), len(self.scheduler.active_models),
+        )  # fmt: skip
+
+    def _replay_unit(self, log: resuming.RunLog, record: UnitRecord) -> None:
+        """Hand out the journal's unit as the scheduler would, and take its recorded result."""
+        unit = Unit(record.model_id, record.epoch, record.partition, UnitKind(record.kind))
+        if record.model_id not in self.models or unit not in self.scheduler.runnable_units(record.partition):
+            raise resuming.mismatch(log, f"its unit {unit} is not runnable after {len(self.units)} units")
+        while True:  # the scheduler picks at random among the worker's runnable units
+            [assignment] = self.scheduler.next_assignments([record.partition])
+            if assignment.unit == unit:
+                break
+            self.scheduler.put_back(assignment)
+        task_id = self._new_task_id()
+        self._flights[task_id] = _Flight(assignment, record.submitted_at)
+        value = {"version": record.version, "metrics": record.metrics, "rows": record.rows,
+                 "timings": record.timings}  # fmt: skip
+        self._on_result(
+            TaskResult(task_id, record.worker_id, True, value, "", "", record.started_at, record.finished_at)
+        )
+        self.units[-1] = record  # with its original times
+
+    def _replay_event(self, log: resuming.RunLog, event: dict[str, Any]) -> None:
+        model_id = event.get("model_id", "")
+        if event["event"] == "failed":
+            if model_id not in self.scheduler.active_models:
+                raise resuming.mismatch(log, f"model {model_id!r} failed but it is not active")
+            self.scheduler.stop_model(model_id)
+            self._paused.discard(model_id)
+            model = self.models[model_id]
+            model.status, model.reason, model.error = "failed", event["reason"], event["error"]
+            if model_id not in self._left:
+                self._apply_to_others(self.search.on_model_failed(model_id, model.error))
+        elif event["event"] == "command":
+            self._apply_command(command_from_dict(event["command"]))
+        else:
+            raise resuming.mismatch(log, f"unknown event {event!r}")
+
+    def _restore_history(self, log: resuming.RunLog, model: ModelRecord) -> None:
+        """Keep the stored history lines (their times); append the epochs a crash kept out of it."""
+        key = layout.history_key(self.settings.run_id, model.model_id)
+        stored = [EpochRecord(**line) for line in resuming.read_jsonl(self.store, key)]
+        if [r.epoch for r in stored] != [r.epoch for r in model.history[: len(stored)]]:
+            raise resuming.mismatch(
+                log, f"model {model.model_id!r} has epochs {[r.epoch for r in stored]} in its history"
+            )
+        model.history[: len(stored)] = stored
+        for record in model.history[len(stored) :]:
+            self.store.append_text(key, json.dumps(record.to_dict()) + "\n")
+
+    def _log_event(self, event: dict[str, Any]) -> None:
+        """Record what changed the search between units, for a resume to replay at the same point."""
+        resuming.append_event(self.store, self.settings.run_id, {**event, "at_unit": len(self.units)})
+
+    # ---- live control (see control.py) -------------------------------------------------------------
+
+    def _drain_commands(self) -> None:
+        """Apply the user's commands (a stop waits until the model has no unit in flight)."""
+        if self.control is None:
+            return
+        interrupt = False
+        pending, self._pending = [*self._pending, *self.control.drain()], []
+        for command, future in pending:
+            if isinstance(command, StopModel) and self._in_flight(command.model_id):
+                self._pending.append((command, future))
+                continue
+            try:
+                value = self._apply_command(command)
+            except Exception as err:  # noqa: BLE001 - the user's thread gets it; the search goes on
+                logger.warning("command %s failed: %s", command, err)
+                future.set_exception(err)
+                continue
+            future.set_result(value)
+            interrupt = interrupt or isinstance(command, Interrupt)
+        self.control.publish(self._snapshot())
+        if interrupt:
+            raise KeyboardInterrupt(f"run {self.settings.run_id} interrupted through its SearchControl")
+
+    def _apply_command(self, command: Command) -> Any:
+        """Apply ``command`` and record it; returns what the user's future gets."""
+        value: Any = None
+        if isinstance(command, StopModel):
+            self._stop_by_user(command.model_id, command.reason)
+        elif isinstance(command, ResumeModel):
+            self._resume_by_user(command.model_id, check_epochs(command.epochs))
+        elif isinstance(command, AddModels):
+            command = replace(
+                command, model_ids=command.model_ids or self._user_model_ids(len(command.params))
+            )
+            value = self._add_by_user(command)
+        if not isinstance(command, Interrupt):
+            self._log_event({"event": "command", "command": command_to_dict(command)})
+        return value
+
+    def _known(self, model_id: str, verb: str) -> ModelRecord:
+        if model_id not in self.models:
+            raise InvalidParamError(
+                f"Cannot {verb} model {model_id!r}: no such model in run {self.settings.run_id!r}. "
+                f"Models: {list(self.models)}."
+            )
+        return self.models[model_id]
+
+    def _stop_by_user(self, model_id: str, reason: str) -> None:
+        """Stop a running or paused model now; an epoch it had not finished is dropped (its version
+        goes back to its last epoch's), so a later resume trains that epoch whole."""
+        model = self._known(model_id, "stop")
+        if model_id not in self.scheduler.active_models:
+            raise InvalidParamError(
+                f"Cannot stop model {model_id!r}: it is not running or paused. Received a stop for a "
+                f"model that is {model.status!r}."
+            )
+        self.scheduler.stop_model(model_id)
+        self._paused.discard(model_id)
+        self._parts.pop(model_id, None)
+        model.version = model.history[-1].version if model.history else 0
+        model.status, model.reason = "stopped", reason
+        self._collect_checkpoints(model)
+        self._leave_algorithm(model_id, reason)
+
+    def _resume_by_user(self, model_id: str, epochs: int | None) -> None:
+        """Train a stopped, completed or paused model on to ``epochs`` epochs, under the user's control."""
+        model = self._known(model_id, "resume")
+        paused = model_id in self._paused
+        if model.status == "failed" or (model_id in self.scheduler.active_models and not paused):
+            raise InvalidParamError(
+                f"Cannot resume model {model_id!r}: only a stopped, completed or paused model can be "
+                f"resumed. Received a resume for a model that is {model.status!r}."
+            )
+        target = self._max_epochs(model_id) if epochs is None else epochs
+        if target <= model.epochs:
+            raise InvalidParamError(
+                f"Cannot resume model {model_id!r} to {target} epochs: it has trained {model.epochs} "
+                f"already. Pass epochs= greater than {model.epochs}."
+            )
+        if paused:
+            self._paused.discard(model_id)
+            self._leave_algorithm(model_id, "taken over by the user")
+            self.scheduler.continue_model(model_id)
+        else:
+            self._left.add(model_id)  # the algorithm had ended it
+            self.scheduler.add_model(model_id, next_epoch=model.epochs + 1)
+        self._targets[model_id] = target
+        model.status, model.reason = "running", ""
+
+    def _add_by_user(self, command: AddModels) -> list[str]:
+        if not command.params or len(command.model_ids) != len(command.params):
+            raise InvalidParamError(
+                f"add_models needs at least one configuration. Received: {command.params!r}"
+            )
+        target = check_epochs(command.epochs) or self.search.num_epochs
+        for model_id, params in zip(command.model_ids, command.params, strict=True):
+            if model_id in self.models:
+                raise InvalidParamError(f"Cannot add model {model_id!r}: a model with this id exists.")
+            self._add_model(Trial(model_id, dict(params)))
+            self._left.add(model_id)
+            self._targets[model_id] = target
+        return list(command.model_ids)
+
+    def _user_model_ids(self, count: int) -> tuple[str, ...]:
+        start = sum(1 for m in self.models if m.startswith(USER_MODEL_PREFIX))
+        return tuple(f"{USER_MODEL_PREFIX}{i:04d}" for i in range(start, start + count))
+
+    def _leave_algorithm(self, model_id: str, reason: str) -> None:
+        """Tell the search algorithm that ``model_id`` left it (once); apply what it decides."""
+        if model_id in self._left:
+            return
+        self._left.add(model_id)
+        self._apply_to_others(self.search.on_model_left(model_id, reason))
+
+    def _decide(self, model_id: str, epoch: int, metrics: dict[str, float]) -> Decision:
+        """The search algorithm decides after an epoch, or the user's target for a model taken over."""
+        target = self._targets.get(model_id)
+        if target is None:
+            return self.search.on_epoch_end(model_id, epoch, metrics)
+        return Decision(stop=True, reason=f"completed {target} epochs") if epoch >= target else Decision()
+
+    def _max_epochs(self, model_id: str) -> int:
+        target = self._targets.get(model_id)
+        return self.search.max_epochs(model_id) if target is None else target
+
+    def _in_flight(self, model_id: str) -> bool:
+        return any(f.assignment.unit.model_id == model_id for f in self._flights.values())
+
+    def _snapshot(self) -> SearchResult:
+        """The records as another thread may read them while the search goes on: each model record is
+        a copy; its history and the units are the driver's own lists, which only grow (O(models) a step)."""
+        models = {m: replace(r) for m, r in self.models.items()}
+        return SearchResult(
+            self.settings.run_id, self.settings.metric, self.settings.mode, self.backend.num_workers,
+            models, self.units, self._previous_wall + time.time() - self._started, self._best_model_id(),
+        )  # fmt: skip
 
     # ---- bookkeeping -------------------------------------------------------------------------------
 
@@ -415,6 +694,7 @@ class MopDriver:
         return best_id
 
     def _result(self, wall_seconds: float) -> SearchResult:
+        wall_seconds += self._previous_wall
         failed = [m for m in self.models.values() if m.status == "failed"]
         if self.models and len(failed) == len(self.models):
             reasons = "\n".join(
@@ -436,6 +716,9 @@ class MopDriver:
             "deterministic": self.settings.deterministic,
             "fixed_order": self.settings.fixed_order,
             "algorithm": self.search.state(),
+            "algorithm_config": self._algorithm_config,
+            "num_workers": self.backend.num_workers,
+            "wall_seconds": self._previous_wall + (time.time() - started if status != "running" else 0.0),
             "dataset": {"fingerprint": self.dataset.fingerprint, "root": self.dataset.root},
             "backend": self.backend.describe(),
             "started_at": started,

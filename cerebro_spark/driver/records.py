@@ -107,16 +107,20 @@ class SearchResult:
 
 
 def weighted_means(parts: Iterable[tuple[Mapping[str, float], int]]) -> dict[str, float]:
-    """Row-weighted mean of each metric over the parts (a part with 0 rows counts for nothing)."""
-    totals: dict[str, float] = {}
+    """Row-weighted mean of each metric over the parts (a part with 0 rows counts for nothing).
+
+    Sums with ``math.fsum`` (exactly rounded), so the mean does not depend on the order of the
+    parts: units complete in an order that timing decides, and the history must not.
+    """
+    terms: dict[str, list[float]] = {}
     weights: dict[str, int] = {}
     for metrics, rows in parts:
         if rows <= 0:
             continue
         for name, value in metrics.items():
-            totals[name] = totals.get(name, 0.0) + float(value) * rows
+            terms.setdefault(name, []).append(float(value) * rows)
             weights[name] = weights.get(name, 0) + rows
-    return {name: totals[name] / weights[name] for name in totals}
+    return {name: math.fsum(terms[name]) / weights[name] for name in terms}
 
 
 def is_finite_metrics(metrics: Mapping[str, float]) -> bool:

@@ -23,8 +23,15 @@ from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.prepare import prepare_data
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
+from cerebro_spark.driver.control import SearchControl
 from cerebro_spark.errors import DataError, InvalidParamError, StoreError
-from cerebro_spark.ml._model_io import load_trained_model, write_initial_model
+from cerebro_spark.ml._model_io import (
+    compiled_model,
+    load_trained_model,
+    pickled_custom_objects,
+    structure_key,
+    write_initial_model,
+)
 from cerebro_spark.ml._observers import SearchObservers
 from cerebro_spark.ml._params import HasDataParams, validate_params
 from cerebro_spark.search import SearchAlgorithm, Trial
@@ -68,28 +75,46 @@ def resolve_backend(owner: HasDataParams) -> Backend:
     return backend
 
 
+def resolve_run(owner: HasDataParams) -> tuple[str, int]:
+    """The run id (the ``run_id`` param, else a new one) and the run's seed: the ``seed`` param, else
+    the seed an earlier session of this run id recorded (a resume draws nothing new), else a fresh one.
+    """
+    run_id = owner.getOrDefault(owner.run_id) or layout.new_run_id(
+        datetime.now(timezone.utc), secrets.token_hex(3)
+    )
+    layout.validate_run_id(run_id)
+    seed = owner.getSeed()
+    store = owner.getStore()
+    if seed is None and store.exists(layout.run_record_key(run_id)):
+        seed = int(store.read_json(layout.run_record_key(run_id))["seed"])
+    return run_id, secrets.randbelow(2**31) if seed is None else seed
+
+
 def run_search(
     owner: HasDataParams,
-    df: DataFrame,
+    df: DataFrame | None,
     algorithm: SearchAlgorithm,
     make_estimator: Callable[[Trial], KerasEstimator],
     *,
     metric: str,
     mode: str,
     callbacks: Sequence[DriverCallback] = (),
+    run: tuple[str, int] | None = None,
+    control: SearchControl | None = None,
+    dataset: DatasetSpec | None = None,
 ) -> FitOutcome:
     """Prepare ``df``, then train every model ``algorithm`` asks for with MOP.
 
     ``callbacks`` see every unit and epoch; the observers the params ask for (TensorBoard files,
     MLflow runs, the progress display: see :mod:`cerebro_spark.ml._observers`) are added to them.
+    ``run`` is ``(run_id, seed)`` from :func:`resolve_run` (resolved here when None); a run id that
+    the Store already holds is resumed where it stopped. ``control`` takes live commands (see
+    :class:`~cerebro_spark.driver.control.SearchControl`). ``dataset``: data prepared before (then
+    ``df`` may be None and nothing is prepared).
     """
     store, backend = owner.getStore(), resolve_backend(owner)
     user_seed = owner.getSeed()
-    seed = user_seed if user_seed is not None else secrets.randbelow(2**31)
-    run_id = owner.getOrDefault(owner.run_id) or layout.new_run_id(
-        datetime.now(timezone.utc), secrets.token_hex(3)
-    )
-    layout.validate_run_id(run_id)
+    run_id, seed = run if run is not None else resolve_run(owner)
     check_store_writable(store)
 
     validation = owner.getOrDefault(owner.validation)
@@ -102,17 +127,20 @@ def run_search(
     estimators = {
         t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
     }  # no Spark job yet
-    sc = df.sparkSession.sparkContext
-    with (
-        driver_python_on_local_master(sc),
-        _job_description(sc, f"cerebro_spark run {run_id}: preparing data"),
-    ):
-        dataset = prepare_data(
-            df, store,
-            feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
-            num_partitions=backend.num_workers, validation=validation,
-            seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
-        )  # fmt: skip
+    if dataset is None:
+        if df is None:
+            raise InvalidParamError("run_search needs a DataFrame or prepared data. Received neither.")
+        sc = df.sparkSession.sparkContext
+        with (
+            driver_python_on_local_master(sc),
+            _job_description(sc, f"cerebro_spark run {run_id}: preparing data"),
+        ):
+            dataset = prepare_data(
+                df, store,
+                feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
+                num_partitions=backend.num_workers, validation=validation,
+                seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
+            )  # fmt: skip
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
     for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
@@ -125,7 +153,10 @@ def run_search(
     def model_factory(trial: Trial) -> ModelSpec:
         params_by_model[trial.model_id] = dict(trial.params)
         est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
-        specs[trial.model_id] = write_initial_model(store, run_id, trial.model_id, est, trial.params)
+        if store.exists(layout.initial_model_key(run_id, trial.model_id)):  # resumed: keep its files
+            specs[trial.model_id] = _existing_model_spec(run_id, trial, est)
+        else:
+            specs[trial.model_id] = write_initial_model(store, run_id, trial.model_id, est, trial.params)
         return specs[trial.model_id]
 
     def load_model(model_id: str, version: int) -> Any:
@@ -140,17 +171,26 @@ def run_search(
     )
     driver = MopDriver(
         backend, store, dataset, algorithm, model_factory, settings,
-        callbacks=[*callbacks, *observers.callbacks],
+        callbacks=[*callbacks, *observers.callbacks], control=control,
     )  # fmt: skip
     observers.bind(driver.models)
     logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
     result: SearchResult | None = None
     try:
         with _verbose_logging(0 if observers.live_table else verbose):  # the table shows every epoch
-            result = driver.run(initial_trials=trials)
+            result = driver.run(initial_trials=trials, resume=True)
     finally:
         observers.close(result)  # None: the search failed or was interrupted
     return FitOutcome(result, dataset, dict(driver.specs), store)
+
+
+def _existing_model_spec(run_id: str, trial: Trial, est: KerasEstimator) -> ModelSpec:
+    """The spec of a model a resumed run wrote before (its ``.keras`` file and checkpoints stay)."""
+    custom = pickled_custom_objects(est)
+    return ModelSpec(
+        run_id=run_id, model_id=trial.model_id, batch_size=est.getBatchSize(), custom_objects=custom,
+        params=dict(trial.params), structure_key=structure_key(compiled_model(est), custom),
+    )  # fmt: skip
 
 
 def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None) -> KerasEstimator:

@@ -66,9 +66,10 @@ class _AdaptiveSelection(_ModelSelection):
             )
         return int(low), int(high)
 
-    def _common(self) -> dict[str, Any]:
-        """Space, seed (a fresh one when the run has none), metric and resolved mode."""
-        seed = self.getSeed()
+    def _common(self, seed: int | None) -> dict[str, Any]:
+        """The run's seed (default: the seed param, or a fresh one), the metric and the resolved mode."""
+        if seed is None:
+            seed = self.getSeed()
         metric = self.getOrDefault(self.evaluation_metric)
         return {
             "seed": secrets.randbelow(2**31) if seed is None else seed,
@@ -131,11 +132,11 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
         self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3)
         self.setParams(**self._input_kwargs)
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
         return SuccessiveHalvingAlgorithm(
             self._space(), num_models=self.getOrDefault(self.num_models), min_epochs=low, max_epochs=high,
-            reduction_factor=self._get("reduction_factor"), **self._common(),
+            reduction_factor=self._get("reduction_factor"), **self._common(seed),
         )  # fmt: skip
 
 
@@ -169,11 +170,11 @@ class HyperbandSearch(_AdaptiveSelection):
         self._setDefault(min_epochs=1, max_epochs=9, reduction_factor=3)
         self.setParams(**self._input_kwargs)
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
         return HyperbandAlgorithm(
             self._space(), min_epochs=low, max_epochs=high, reduction_factor=self._get("reduction_factor"),
-            **self._common(),
+            **self._common(seed),
         )  # fmt: skip
 
 
@@ -220,12 +221,12 @@ class ASHASearch(_AdaptiveSelection):
         self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3, max_concurrent=None)
         self.setParams(**self._input_kwargs)
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
         return ASHAAlgorithm(
             self._space(), num_models=self.getOrDefault(self.num_models), min_epochs=low, max_epochs=high,
             reduction_factor=self._get("reduction_factor"), max_concurrent=self._max_concurrent(),
-            **self._common(),
+            **self._common(seed),
         )  # fmt: skip
 
 
@@ -261,10 +262,10 @@ class TPESearch(_AdaptiveSelection):
         self._setDefault(num_models=20, max_concurrent=None)
         self.setParams(**self._input_kwargs)
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         return TPEAlgorithm(
             self._space(), num_models=self.getOrDefault(self.num_models), num_epochs=self.getNumEpochs(),
-            max_concurrent=self._max_concurrent(), **self._common(),
+            max_concurrent=self._max_concurrent(), **self._common(seed),
         )  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark.ml import Model
@@ -154,6 +155,62 @@ class ModelSelectionModel(Model, HasPredictionParams):
         from cerebro_spark.ml.report import write_report
 
         return write_report(self._result(), path)
+
+    def continue_training(self, models: Sequence[str] | None = None, epochs: int = 1) -> ModelSelectionModel:
+        """Train ``models`` ``epochs`` more epochs each, on the run's prepared data, from their latest
+        checkpoints; return the updated selection (the same run id; histories go on from the old ones).
+
+        The run is resumed in the Store (nothing is prepared or trained again) with one resume
+        command per model; the other models keep what they have. This model is left as it was.
+
+        Parameters
+        ----------
+        models : sequence of str, optional
+            Model ids (e.g. the top of :meth:`leaderboard`); default: the best model.
+        epochs : int, default 1
+            More epochs for each model (>= 1).
+
+        Returns
+        -------
+        ModelSelectionModel
+            The selection after the extra epochs; the best model is chosen again over all models.
+
+        Raises
+        ------
+        InvalidParamError
+            If a model id is unknown or failed, or ``epochs`` is not an int >= 1.
+
+        Examples
+        --------
+        >>> top_3 = list(result.leaderboard().model_id[:3])  # doctest: +SKIP
+        >>> result = result.continue_training(models=top_3, epochs=5)  # doctest: +SKIP
+        """
+        from cerebro_spark.driver.control import ResumeModel
+        from cerebro_spark.errors import InvalidParamError
+
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise InvalidParamError(f"epochs must be an int >= 1. Received: epochs={epochs!r}")
+        chosen = [self.best_model_id] if models is None else list(models)
+        if isinstance(models, str) or not chosen:
+            raise InvalidParamError(
+                f"models must be a non-empty list of model ids. Received: models={models!r}"
+            )
+        for model_id in chosen:
+            record = self._result().models.get(model_id)
+            if record is None or record.status == "failed":
+                raise InvalidParamError(
+                    f"continue_training can train models of run {self.run_id!r} that did not fail: "
+                    f"{[m.model_id for m in self._result().models.values() if m.status != 'failed']}. "
+                    f"Received: {model_id!r}" + ("" if record is None else " (failed)")
+                )
+        continue_run = getattr(self._owner, "_continue_run", None)
+        if continue_run is None:
+            raise TrainingError(
+                "continue_training needs the search that made this model (GridSearch, RandomSearch, ...); "
+                f"this one was made by {type(self._owner).__name__}."
+            )
+        commands = [ResumeModel(m, epochs=self._record(m).epochs + epochs) for m in chosen]
+        return continue_run(self.run_id, commands)  # type: ignore[no-any-return]
 
     def keras(self) -> keras.Model:
         """The best model as a ``keras.Model``."""

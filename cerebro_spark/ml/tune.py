@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator
 from pyspark.ml.param import Param, TypeConverters
 from pyspark.sql import DataFrame
 
+from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver import DriverCallback
+from cerebro_spark.driver.control import Command, SearchControl
 from cerebro_spark.errors import InvalidParamError
-from cerebro_spark.ml._fit import run_search
+from cerebro_spark.ml._fit import resolve_run, run_search
 from cerebro_spark.ml._params import HasDataParams, HasPredictionParams, _param, validate_params
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.search import (
@@ -21,6 +25,10 @@ from cerebro_spark.search import (
     resolve_mode,
     validate_space,
 )
+from cerebro_spark.store import layout
+
+if TYPE_CHECKING:
+    from cerebro_spark.ml.search_handle import SearchHandle
 
 
 class _ModelSelection(Estimator, HasDataParams, HasPredictionParams):
@@ -51,10 +59,46 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams):
         """Set any of the constructor's keyword arguments."""
         return self._set(**kwargs)  # type: ignore[no-any-return]
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
+        """The search algorithm; ``seed`` is the run's (default: the seed param, or a fresh one)."""
         raise NotImplementedError
 
     def _fit(self, dataset: DataFrame) -> ModelSelectionModel:
+        return self._run(dataset)
+
+    def fit_async(self, dataset: DataFrame, params: dict[Any, Any] | None = None) -> SearchHandle:
+        """Start the search in a background thread; return a handle to watch and steer it.
+
+        The handle can stop a model, resume a stopped or paused one, add configurations, show the
+        leaderboard so far, interrupt the search, and give the :class:`ModelSelectionModel` at the end.
+        Commands take effect when the next unit (sub-epoch) completes. See docs/control.md.
+
+        Examples
+        --------
+        >>> handle = search.fit_async(train_df)  # doctest: +SKIP
+        >>> handle.leaderboard()  # doctest: +SKIP
+        >>> handle.stop_model("m0003"); handle.add_models([{"lr": 3e-3}])  # doctest: +SKIP
+        >>> result = handle.result()  # doctest: +SKIP
+        """
+        from cerebro_spark.ml.search_handle import SearchHandle
+
+        search = self.copy(params) if params else self
+        validate_params(search)
+        run = resolve_run(search)
+        control = SearchControl()
+        return SearchHandle.start(run[0], control, lambda: search._run(dataset, control=control, run=run))
+
+    def _run(
+        self,
+        dataset: DataFrame | None,
+        *,
+        control: SearchControl | None = None,
+        run: tuple[str, int] | None = None,
+        prepared: DatasetSpec | None = None,
+        callbacks: Sequence[DriverCallback] = (),
+    ) -> ModelSelectionModel:
+        """Run (or resume) the search; ``prepared``: the run's prepared data instead of ``dataset``;
+        ``callbacks``: more driver callbacks (tests use them to interrupt a search at a chosen point)."""
         validate_params(self)
         gen_fn = self.getOrDefault(self.estimator_gen_fn)
         if not callable(gen_fn):
@@ -64,15 +108,25 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams):
             )
         metric = self.getOrDefault(self.evaluation_metric)
         mode = resolve_mode(metric, self.getOrDefault(self.mode))
+        run_id, seed = run if run is not None else resolve_run(self)
         outcome = run_search(
-            self,
-            dataset,
-            self._algorithm(),
-            lambda trial: gen_fn(dict(trial.params)),
-            metric=metric,
-            mode=mode,
-        )
+            self, dataset, self._algorithm(seed), lambda trial: gen_fn(dict(trial.params)), metric=metric,
+            mode=mode, run=(run_id, seed), control=control, dataset=prepared, callbacks=callbacks,
+        )  # fmt: skip
         return ModelSelectionModel._create(outcome.result, outcome.specs, outcome.store, self)
+
+    def _continue_run(self, run_id: str, commands: Sequence[Command]) -> ModelSelectionModel:
+        """Resume run ``run_id`` on its prepared data with ``commands`` applied first (continue_training)."""
+        store = self.getStore()
+        record = store.read_json(layout.run_record_key(run_id))
+        prepared = DatasetSpec.from_dict(store.read_json(f"{record['dataset']['root']}/_metadata.json"))
+        control = SearchControl()
+        futures = [control.submit(command) for command in commands]
+        search = self.copy({self.run_id: run_id})
+        result = search._run(None, control=control, run=(run_id, int(record["seed"])), prepared=prepared)
+        for future in futures:
+            future.result()  # raises the error of a command that did not apply
+        return result
 
     def _space(self) -> dict[str, Any]:
         return validate_space(self.getOrDefault(self.search_space) or {})
@@ -128,7 +182,7 @@ class GridSearch(_ModelSelection):
         super().__init__()
         self.setParams(**self._input_kwargs)
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         return GridSearchAlgorithm(self._space(), self.getNumEpochs())
 
 
@@ -170,9 +224,10 @@ class RandomSearch(_ModelSelection):
         self._setDefault(num_models=10)
         self.setParams(**self._input_kwargs)
 
-    def _algorithm(self) -> SearchAlgorithm:
+    def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
+        seed = seed if seed is not None else self.getSeed()
         return RandomSearchAlgorithm(
-            self._space(), self.getOrDefault(self.num_models), self.getNumEpochs(), seed=self.getSeed()
+            self._space(), self.getOrDefault(self.num_models), self.getNumEpochs(), seed=seed
         )
 
 

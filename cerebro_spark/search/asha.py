@@ -144,6 +144,15 @@ class ASHAAlgorithm(SearchAlgorithm):
         self.stop_reasons[model_id] = "failed"
         return self._after(Decision())
 
+    def on_model_left(self, model_id: str, reason: str) -> Decision:
+        """A running or waiting model left: it frees its place, and waits at no rung any more."""
+        if model_id not in self._running and model_id not in self._waiting:
+            return Decision()
+        self._running.discard(model_id)
+        self._waiting.pop(model_id, None)
+        self.stop_reasons[model_id] = reason
+        return self._after(Decision())
+
     def _promotable(self, epoch: int) -> list[str]:
         """Models of the rung at ``epoch`` in the top ``n // eta`` and not yet promoted from it."""
         results = self._results[epoch]

@@ -112,6 +112,12 @@ class SearchAlgorithm(ABC):
         are ignored, its ``resume``, ``stop_paused`` and ``new_trials`` apply. Default: nothing."""
         return Decision()
 
+    def on_model_left(self, model_id: str, reason: str) -> Decision:
+        """``model_id`` left the algorithm's hands before it ended (a user stopped it, or took it over
+        to train it on their own terms): the algorithm forgets it and no longer decides for it. The
+        returned decision applies as for :meth:`on_model_failed`. Default: as a failure."""
+        return self.on_model_failed(model_id, reason)
+
     def state(self) -> dict[str, Any]:
         """Return a JSON-able description of the algorithm, for the run record."""
         return {"name": type(self).__name__, "num_epochs": self.num_epochs}

@@ -53,6 +53,13 @@ class _Bracket:
             return Decision()
         return self._resolve(k, None)
 
+    def leave(self, model_id: str) -> Decision:
+        """``model_id`` left: it is ranked at no rung, and no rung waits for it."""
+        for results in self.arrived.values():
+            results.pop(model_id, None)
+        self.arrived = {k: results for k, results in self.arrived.items() if results}
+        return self.fail(model_id)
+
     def _resolve(self, k: int, current: str | None) -> Decision:
         if any(rung == k for rung in self.waiting.values()):
             return Decision(pause=current is not None)
@@ -120,6 +127,9 @@ class _RungSearch(SearchAlgorithm):
 
     def on_model_failed(self, model_id: str, error: str) -> Decision:
         return self._bracket_of[model_id].fail(model_id)
+
+    def on_model_left(self, model_id: str, reason: str) -> Decision:
+        return self._bracket_of[model_id].leave(model_id)
 
     @property
     def stop_reasons(self) -> dict[str, str]:
