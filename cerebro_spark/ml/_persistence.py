@@ -312,6 +312,11 @@ class CerebroWriter(MLWriter):
     def saveImpl(self, path: str) -> None:  # noqa: N802 (pyspark's name)
         instance = self.instance
         files = SavedFiles(path, self.sparkSession)
+        if not self.shouldOverwrite and files.exists("metadata"):  # before any file of ours is written
+            raise PersistenceError(
+                f"Cannot save {type(instance).__name__} to {path!r}: something is saved there already. "
+                "Use write().overwrite().save(path) to replace it."
+            )
         json_params: dict[str, Any] = {}
         encoded: dict[str, Any] = {}
         for param, value in instance._paramMap.items():

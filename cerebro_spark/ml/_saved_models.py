@@ -27,7 +27,7 @@ from cerebro_spark.ml._persistence import (
     encode_value,
     loads,
 )
-from cerebro_spark.store.fs import create_store
+from cerebro_spark.store.fs import _restore_store
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -170,8 +170,8 @@ def model_from_run_store(
     from cerebro_spark.ml.model import KerasModel
 
     try:
-        if msm._store is None and msm._store_url:
-            msm._store = create_store(msm._store_url)
+        if msm._store is None and msm._store_url:  # opened without I/O: a missing Store is not created
+            msm._store = _restore_store(msm._store_url, {})
         if msm._store is None:
             raise StoreError("the Store of the run is not known")
         return KerasModel.from_store(msm._store, msm._specs[model_id], version, msm._owner, history=history)

@@ -219,11 +219,18 @@ def test_estimator_round_trip_then_refit_and_model_round_trip(spark, store, tmp_
     )
     assert loaded.getStore() == store and isinstance(loaded.getBackend(), LocalBackend)
 
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import VectorAssembler
+
     rng = np.random.default_rng(0)
-    data = [([float(a), float(b)], float(a > b)) for a, b in rng.standard_normal((64, 2))]
-    df = spark.createDataFrame(data, "x array<double>, y double")
-    fitted = loaded.fit(df)  # the loaded estimator trains
-    assert len(fitted.history["loss"]) == 2
+    df = spark.createDataFrame(
+        [(float(a), float(b), float(a > b)) for a, b in rng.standard_normal((64, 2))],
+        "a double, b double, y double",
+    )
+    stages = Pipeline(stages=[VectorAssembler(inputCols=["a", "b"], outputCol="x"), loaded]).fit(df).stages
+    fitted = stages[-1]  # the loaded estimator trains, as a Pipeline stage
+    assert isinstance(fitted, KerasModel) and len(fitted.history["loss"]) == 2
+    df = stages[0].transform(df)
 
     fitted.write().save(str(tmp_path / "model"))
     again = KerasModel.load(str(tmp_path / "model"))
@@ -248,11 +255,14 @@ def test_estimator_round_trip_then_refit_and_model_round_trip(spark, store, tmp_
 )
 def test_every_search_round_trips(spark, store, tmp_path, name, extra):
     import cerebro_spark.tune as tune
+    from cerebro_spark.ml._persistence import PersistenceError
 
     search = getattr(tune, name)(estimator_gen_fn=gen_fn, search_space={"lr": tune.hp_loguniform(1e-4, 1e-1)},
                                  store=store, feature_columns=["f"], label_columns=["l"], seed=9, **extra)  # fmt: skip
     search.write().overwrite().save(str(tmp_path / name))
     search.write().overwrite().save(str(tmp_path / name))  # overwrite() replaces what is there
+    with pytest.raises(PersistenceError, match=r"something is saved there already.*overwrite\(\)"):
+        search.save(str(tmp_path / name))
     loaded = getattr(tune, name).load(str(tmp_path / name))
     assert type(loaded) is type(search) and loaded.uid == search.uid
     assert loaded.getOrDefault("estimator_gen_fn") is gen_fn
