@@ -13,12 +13,13 @@ from pyspark.sql import DataFrame
 
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._params import HasDataParams, HasPredictionParams, _param, validate_params
+from cerebro_spark.ml._persistence import Persistable
 
 if TYPE_CHECKING:
     from cerebro_spark.ml.model import KerasModel
 
 
-class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
+class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable):
     """Train a Keras 3 model on a Spark DataFrame with Model Hopper Parallelism.
 
     ``fit(df)`` prepares the data once into the Store (one partition per worker), trains the model
@@ -56,6 +57,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
     ...                      store=Store.create("store"), validation=0.2, num_epochs=3)
     >>> keras_model = est.fit(train_df)  # doctest: +SKIP
     >>> keras_model.transform(test_df).select("prediction").show()  # doctest: +SKIP
+    >>> est.write().overwrite().save("models/estimator")  # doctest: +SKIP
     """
 
     model: Param[Any] = _param("model", "a built keras.Model (required).")

@@ -13,6 +13,7 @@ from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.ml._inference import input_columns, predict_column
 from cerebro_spark.ml._model_io import load_trained_model, model_from_bytes, model_to_bytes
 from cerebro_spark.ml._params import HasPredictionParams, _param, _to_str_list, validate_params
+from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.model_spec import ModelSpec
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from cerebro_spark.ml.estimator import KerasEstimator
 
 
-class KerasModel(Model, HasPredictionParams):
+class KerasModel(Model, HasPredictionParams, Persistable):
     """A trained Keras model. ``transform(df)`` adds the prediction column(s), computed in batches.
 
     Attributes
@@ -36,6 +37,8 @@ class KerasModel(Model, HasPredictionParams):
     >>> keras_model = estimator.fit(train_df)  # doctest: +SKIP
     >>> keras_model.transform(test_df).select("label", "prediction").show(3)  # doctest: +SKIP
     >>> keras_model.keras().summary()  # doctest: +SKIP
+    >>> keras_model.write().overwrite().save("models/mlp")  # doctest: +SKIP
+    >>> KerasModel.load("models/mlp").transform(test_df)  # doctest: +SKIP
     """
 
     feature_columns: Param[list[str]] = _param(
@@ -127,3 +130,13 @@ class KerasModel(Model, HasPredictionParams):
         return out.select("*", *[F.col(f"{tmp}._{i}").alias(f"{name}_{i}") for i in range(len(shapes))]).drop(
             tmp
         )
+
+    def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:
+        from cerebro_spark.ml._saved_models import save_keras_model
+
+        return save_keras_model(self, files)
+
+    def _load_extra(self, files: SavedFiles, extra: dict[str, Any], saved_with: dict[str, str]) -> None:
+        from cerebro_spark.ml._saved_models import load_keras_model
+
+        load_keras_model(self, files, extra, saved_with)

@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame
 from cerebro_spark.driver import ModelRecord, SearchResult
 from cerebro_spark.errors import TrainingError
 from cerebro_spark.ml._params import HasPredictionParams
+from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.ml.model import KerasModel
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.model_spec import ModelSpec
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-class ModelSelectionModel(Model, HasPredictionParams):
+class ModelSelectionModel(Model, HasPredictionParams, Persistable):
     """The result of a model selection: every model's history and the best model.
 
     The best model is the one whose best epoch has the best ``evaluation_metric`` (ties go to the
@@ -33,7 +34,17 @@ class ModelSelectionModel(Model, HasPredictionParams):
     >>> result = search.fit(train_df)  # doctest: +SKIP
     >>> result.leaderboard()  # doctest: +SKIP
     >>> result.get_best_model().transform(test_df)  # doctest: +SKIP
+    >>> result.write().overwrite().save("models/selection")  # doctest: +SKIP
+    >>> ModelSelectionModel.load("models/selection").transform(test_df)  # doctest: +SKIP
+
+    Saving keeps the records of every model (leaderboard, histories, plots) and the best model's
+    ``.keras`` file; every model's with ``write().option("saveAllModels", "true")`` or, inside a
+    Pipeline, ``save_all_models = True``. ``get_model`` of a model that was not saved reads it from
+    the run's Store while that is reachable (see docs/persistence.md).
     """
+
+    #: Whether ``save`` writes every model's ``.keras`` file (default: only the best model's).
+    save_all_models: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,6 +53,7 @@ class ModelSelectionModel(Model, HasPredictionParams):
         self._store: Store | None = None
         self._owner: Any = None
         self._loaded: dict[str, KerasModel] = {}
+        self._store_url: str | None = None  # a loaded instance opens its run's Store when needed
 
     @classmethod
     def _create(
@@ -81,10 +93,16 @@ class ModelSelectionModel(Model, HasPredictionParams):
         """The model ``model_id`` with the weights of its best epoch."""
         if model_id not in self._loaded:
             record = self._record(model_id)
-            if record.best_version is None or self._store is None:
+            if record.best_version is None:
                 raise TrainingError(
                     f"Model {model_id!r} finished no epoch ({record.status}: {record.reason})."
                 )
+            if self._store is None:  # a loaded instance: the model comes from the run's Store, if reachable
+                from cerebro_spark.ml._saved_models import model_from_run_store
+
+                series = record.metric_series()
+                self._loaded[model_id] = model_from_run_store(self, model_id, record.best_version, series)
+                return self._loaded[model_id]
             self._loaded[model_id] = KerasModel.from_store(
                 self._store,
                 self._specs[model_id],
@@ -223,3 +241,13 @@ class ModelSelectionModel(Model, HasPredictionParams):
             inference_batch_size=self.getOrDefault(self.inference_batch_size),
         )
         return best.transform(dataset)
+
+    def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:
+        from cerebro_spark.ml._saved_models import save_selection
+
+        return save_selection(self, files, options)
+
+    def _load_extra(self, files: SavedFiles, extra: dict[str, Any], saved_with: dict[str, str]) -> None:
+        from cerebro_spark.ml._saved_models import load_selection
+
+        load_selection(self, files, extra, saved_with)

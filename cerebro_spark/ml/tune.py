@@ -16,6 +16,7 @@ from cerebro_spark.driver.control import Command, SearchControl
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._fit import resolve_run, run_search
 from cerebro_spark.ml._params import HasDataParams, HasPredictionParams, _param, validate_params
+from cerebro_spark.ml._persistence import Persistable
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.search import (
     GridSearchAlgorithm,
@@ -31,8 +32,12 @@ if TYPE_CHECKING:
     from cerebro_spark.ml.search_handle import SearchHandle
 
 
-class _ModelSelection(Estimator, HasDataParams, HasPredictionParams):
-    """What GridSearch and RandomSearch share: every param but the algorithm's own."""
+class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, Persistable):
+    """What GridSearch and RandomSearch share: every param but the algorithm's own.
+
+    Every search saves and loads like any Spark ML stage (``write().save(path)``, ``load(path)``); the
+    ``estimator_gen_fn`` is saved with cloudpickle (see docs/persistence.md).
+    """
 
     estimator_gen_fn: Param[Any] = _param(
         "estimator_gen_fn", "function of a configuration (dict) returning a KerasEstimator (required)."
