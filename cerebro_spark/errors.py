@@ -54,3 +54,7 @@ class TrainingError(CerebroError, RuntimeError):
 
 class MissingDependencyError(CerebroError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+class PersistenceError(CerebroError, ValueError):
+    """A saved instance cannot be written or read (what failed, and the versions that saved it)."""

@@ -45,7 +45,7 @@ from pyspark.ml.util import (
 
 from cerebro_spark._version import __version__
 from cerebro_spark.backend.base import Backend
-from cerebro_spark.errors import CerebroError, StoreError
+from cerebro_spark.errors import PersistenceError, StoreError
 from cerebro_spark.store.base import Store
 from cerebro_spark.store.fs import create_store
 
@@ -57,10 +57,6 @@ logger = logging.getLogger(__name__)
 #: Version of the saved layout. Loading a higher one fails with a clear error; bump it when a change
 #: would make older releases misread a save.
 FORMAT_VERSION = 1
-
-
-class PersistenceError(CerebroError, ValueError):
-    """A saved instance cannot be written or read (what failed, and the versions that saved it)."""
 
 
 # ---- where the files go ----------------------------------------------------------------------------

@@ -148,8 +148,8 @@ def _same_weights(a, b):
 
 
 def test_model_selection_model_round_trip_and_other_models(spark, fitted, tmp_path):
+    from cerebro_spark.errors import PersistenceError
     from cerebro_spark.ml import ModelSelectionModel
-    from cerebro_spark.ml._persistence import PersistenceError
 
     _, store, _, model = fitted
     result = model.stages[-1]
@@ -255,7 +255,7 @@ def test_estimator_round_trip_then_refit_and_model_round_trip(spark, store, tmp_
 )
 def test_every_search_round_trips(spark, store, tmp_path, name, extra):
     import cerebro_spark.tune as tune
-    from cerebro_spark.ml._persistence import PersistenceError
+    from cerebro_spark.errors import PersistenceError
 
     search = getattr(tune, name)(estimator_gen_fn=gen_fn, search_space={"lr": tune.hp_loguniform(1e-4, 1e-1)},
                                  store=store, feature_columns=["f"], label_columns=["l"], seed=9, **extra)  # fmt: skip
@@ -290,8 +290,8 @@ def _rewrite_metadata(path, change):
 def test_newer_format_version_is_a_clear_error(spark, tmp_path):
     import keras
 
+    from cerebro_spark.errors import PersistenceError
     from cerebro_spark.keras import KerasModel
-    from cerebro_spark.ml._persistence import PersistenceError
 
     model = KerasModel.from_keras(
         keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), feature_columns=["x"]
@@ -307,7 +307,7 @@ def test_newer_format_version_is_a_clear_error(spark, tmp_path):
 
 
 def test_unloadable_function_is_a_clear_error(spark, store, tmp_path, monkeypatch):
-    from cerebro_spark.ml._persistence import PersistenceError
+    from cerebro_spark.errors import PersistenceError
     from cerebro_spark.tune import GridSearch, hp_choice
 
     (tmp_path / "user_functions_xyz.py").write_text("def make(params):\n    return None\n")
@@ -327,7 +327,7 @@ def test_unloadable_function_is_a_clear_error(spark, store, tmp_path, monkeypatc
 
 
 def test_loading_with_the_wrong_class_is_a_clear_error(spark, store, tmp_path):
-    from cerebro_spark.ml._persistence import PersistenceError
+    from cerebro_spark.errors import PersistenceError
     from cerebro_spark.tune import GridSearch, RandomSearch
 
     GridSearch(estimator_gen_fn=gen_fn, store=store).write().save(str(tmp_path / "grid"))
