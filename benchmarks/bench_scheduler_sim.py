@@ -22,9 +22,11 @@ per-partition times no schedule beats it); and the scheduler's decision time per
 wall time spent in ``complete``, ``continue_model``/``stop_model`` and ``next_assignments``,
 divided by the number of assignments), mean and the worst single call per assignment.
 
-Both modes are measured: ``fixed_order=True`` (the default; each model visits the partitions of an
-epoch in an order fixed by the seed, so results do not depend on timing) and ``fixed_order=False``
-(the paper's Algorithm 1: any partition not yet visited this epoch is runnable).
+Three modes are measured: ``fixed`` (the default, ``fixed_order=True, balance=True``: each model
+visits the partitions of an epoch in a Latin-square order fixed by the seed, so results do not depend
+on timing; idle workers prefer the models that lag behind), ``random`` (``fixed_order=False,
+balance=True``: any partition not yet visited this epoch is runnable) and ``uniform``
+(``fixed_order=False, balance=False``: the paper's Algorithm 1, a uniform pick among runnable units).
 
 Writes ``benchmarks/results/scheduler_sim.md`` and ``scheduler_sim.png``.
 
@@ -50,6 +52,13 @@ from cerebro_spark.scheduler import MopScheduler  # noqa: E402
 SCALES = [(8, 2), (16, 4), (64, 8), (16, 16), (256, 16), (64, 64), (256, 64), (1024, 64)]
 QUICK_SCALES = [(8, 2), (64, 8), (256, 64)]
 TIMES = ["homogeneous", "per-model", "per-partition", "both"]
+#: (label, fixed_order, balance): the default; any order with lagging models first; the paper's Algorithm 1.
+TITLES = {
+    "fixed": "fixed (Latin) orders, lagging first (default)",
+    "random": "any order, lagging first",
+    "uniform": "any order, uniform pick (paper)",
+}
+MODES = [("fixed", True, True), ("random", False, True), ("uniform", False, False)]
 
 
 @dataclass
@@ -57,7 +66,7 @@ class SimResult:
     models: int
     workers: int
     times: str
-    fixed_order: bool
+    mode: str
     makespan: float
     bound: float
     tight_bound: float
@@ -95,7 +104,7 @@ def unit_times(
     ]
 
 
-def simulate(models: int, workers: int, times: str, fixed_order: bool, epochs: int, seed: int) -> SimResult:
+def simulate(models: int, workers: int, times: str, mode: str, epochs: int, seed: int) -> SimResult:
     t = unit_times(times, models, workers, epochs, random.Random(f"{seed}:{times}:{models}:{workers}"))
     ids = [f"m{i:05d}" for i in range(models)]
     index = {mid: i for i, mid in enumerate(ids)}
@@ -104,7 +113,8 @@ def simulate(models: int, workers: int, times: str, fixed_order: bool, epochs: i
     busiest = max(sum(t[e][m][j] for e in range(epochs) for m in range(models)) for j in range(workers))
     bound = max(total / workers, longest)
 
-    sched = MopScheduler(workers, seed=seed, fixed_order=fixed_order, evaluate=False)
+    _, fixed_order, balance = next(m for m in MODES if m[0] == mode)
+    sched = MopScheduler(workers, seed=seed, fixed_order=fixed_order, evaluate=False, balance=balance)
     for mid in ids:
         sched.add_model(mid)
     events: list[tuple[float, int]] = []  # (finish time, worker)
@@ -152,7 +162,7 @@ def simulate(models: int, workers: int, times: str, fixed_order: bool, epochs: i
     if n_assign != expected:
         raise RuntimeError(f"{n_assign} assignments, expected {expected}")
     return SimResult(
-        models, workers, times, fixed_order, now, bound, max(bound, busiest), n_assign,
+        models, workers, times, mode, now, bound, max(bound, busiest), n_assign,
         spent / n_assign, worst, 1.0 - busy_time / (workers * now),
     )  # fmt: skip
 
@@ -170,17 +180,17 @@ def table(results: list[SimResult], args) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.models} | {r.workers} | {r.times} | {'fixed' if r.fixed_order else 'random'} | "
+            f"| {r.models} | {r.workers} | {r.times} | {r.mode} | "
             f"{r.ratio:.3f} | {r.tight_ratio:.3f} | {r.idle_share:.3f} | {r.assignments} | "
             f"{1e6 * r.decision_mean_s:.1f} | {1e6 * r.decision_max_s:.0f} |"
         )
-    for fixed in (True, False):
-        mine = [r for r in results if r.fixed_order is fixed]
+    lines.append("")
+    for mode, _, _ in MODES:
+        mine = [r for r in results if r.mode == mode]
         worst = max(mine, key=lambda r: r.ratio)
         worst_tight = max(mine, key=lambda r: r.tight_ratio)
-        lines.append("")
         lines.append(
-            f"- {'fixed' if fixed else 'random'} order: worst makespan / bound {worst.ratio:.3f} "
+            f"- {mode}: worst makespan / bound {worst.ratio:.3f} "
             f"({worst.models} models x {worst.workers} workers, {worst.times}); worst / tight bound "
             f"{worst_tight.tight_ratio:.3f} ({worst_tight.models} x {worst_tight.workers}, {worst_tight.times}); "
             f"slowest mean decision {1e6 * max(r.decision_mean_s for r in mine):.1f} us"
@@ -194,23 +204,21 @@ def plot(results: list[SimResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, len(MODES), figsize=(15, 4.5), sharey=True)
     labels = sorted({(r.models, r.workers) for r in results}, key=lambda mw: (mw[1], mw[0]))
     x = range(len(labels))
-    for ax, fixed in zip(axes, (True, False), strict=True):
+    for ax, (mode, _, _) in zip(axes, MODES, strict=True):
         for kind in TIMES:
             ys = []
             for mw in labels:
                 match = [
-                    r
-                    for r in results
-                    if (r.models, r.workers) == mw and r.times == kind and r.fixed_order is fixed
+                    r for r in results if (r.models, r.workers) == mw and r.times == kind and r.mode == mode
                 ]
                 ys.append(match[0].tight_ratio if match else float("nan"))
             ax.plot(x, ys, marker="o", label=kind)
         ax.axhline(1.05, color="grey", linestyle="--", linewidth=1, label="goal 1.05")
         ax.set_xticks(list(x), [f"{m}x{w}" for m, w in labels], rotation=45)
-        ax.set_title(f"{'fixed' if fixed else 'random'} visiting order")
+        ax.set_title(TITLES[mode])
         ax.set_xlabel("models x workers")
     axes[0].set_ylabel("makespan / tight lower bound")
     axes[0].legend()
@@ -230,11 +238,11 @@ def main() -> None:
     results = []
     for models, workers in QUICK_SCALES if args.quick else SCALES:
         for kind in TIMES:
-            for fixed in (True, False):
-                r = simulate(models, workers, kind, fixed, args.epochs, args.seed)
+            for mode, _, _ in MODES:
+                r = simulate(models, workers, kind, mode, args.epochs, args.seed)
                 results.append(r)
                 print(
-                    f"{models:5d} models x {workers:3d} workers  {kind:13s} {'fixed ' if fixed else 'random'}  "
+                    f"{models:5d} models x {workers:3d} workers  {kind:13s} {mode:8s}  "
                     f"makespan/bound {r.ratio:.3f}  /tight {r.tight_ratio:.3f}  "
                     f"decision {1e6 * r.decision_mean_s:.1f} us",
                     flush=True,
