@@ -17,7 +17,7 @@ The models are written by ``ml._model_io.write_initial_model`` (as ``fit`` does 
 a real local :class:`~cerebro_spark.Store` (a temporary folder), with the real key layout; each figure is the median of ``--repeats`` hops after one warm-up. Prints a table
 and writes ``benchmarks/results/hop_overhead.md`` and ``hop_overhead.png``.
 
-Usage: ``python benchmarks/bench_hop_overhead.py [--rows 4096] [--repeats 5] [--quick]``.
+Usage: ``python benchmarks/bench_hop_overhead.py [--rows 4096] [--repeats 5] [--params 10000 ...] [--quick]``.
 """
 
 from __future__ import annotations
@@ -141,10 +141,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--params", type=int, nargs="+", default=TARGETS, help="model sizes (parameters)")
     parser.add_argument("--quick", action="store_true", help="1,024 rows, 2 repeats, up to 1M parameters")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "hop_overhead.md"))
     args = parser.parse_args()
-    targets = TARGETS
+    targets = args.params
     if args.quick:
         args.rows, args.repeats, targets = 1024, 2, TARGETS[:3]
 

@@ -171,6 +171,7 @@ def table(results: list[SimResult], args) -> str:
     lines = [
         f"# MOP scheduler at scale, simulated clock ({args.epochs} epochs, seed {args.seed}, training units only)",
         "",
+        *([args.note, ""] if args.note else []),
         "Bound = max(total work / P, longest model's work); tight bound = max(bound, busiest worker's work).",
         "Decision time = scheduler wall time (complete + continue/stop + next_assignments) / assignments.",
         "",
@@ -232,6 +233,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="three scales only")
+    parser.add_argument("--note", default="", help="a line to add under the title (e.g. the machine)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scheduler_sim.md"))
     args = parser.parse_args()
 
