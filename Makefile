@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install example test test-unit test-spark test-e2e bench lint typecheck imports ci clean
+.PHONY: install example test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,17 @@ test-e2e: install
 bench: install
 	$(BIN)/python benchmarks/bench_mop.py
 	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_parallelism.py
+	$(BIN)/python benchmarks/bench_scheduler_sim.py
+	$(BIN)/python benchmarks/bench_hop_overhead.py
+	$(BIN)/python benchmarks/bench_prepare.py
+
+## Smoke runs of the newer benchmarks (tiny settings; their figures mean little). Results go to /tmp.
+bench-quick: install
+	$(BIN)/python benchmarks/bench_parallelism.py --quick --out /tmp/cerebro-bench-parallelism.md
+	$(BIN)/python benchmarks/bench_scheduler_sim.py --quick --out /tmp/cerebro-bench-scheduler_sim.md
+	$(BIN)/python benchmarks/bench_hop_overhead.py --quick --out /tmp/cerebro-bench-hop_overhead.md
+	$(BIN)/python benchmarks/bench_prepare.py --quick --out /tmp/cerebro-bench-prepare.md
 
 lint: install
 	$(BIN)/ruff check cerebro_spark tests examples benchmarks

@@ -6,21 +6,37 @@ the P validation partitions, possibly on several workers at once. A unit for par
 only on worker ``j``. The scheduler is pure: the driver tells it which workers are idle and which
 units finished; it answers with assignments. All randomness comes from ``seed``.
 
-For speed, every worker has a bag of the units it could run now (O(1) add, remove and random
-pick), kept up to date as models change state, so a decision never scans all models.
+Two refinements of the paper's uniform random pick keep the makespan near its lower bound when
+there are about as many models as workers, and in the tail of a search (measured with a simulated
+clock in ``benchmarks/bench_scheduler_sim.py``):
+
+- *lagging models first* (``balance=True``, the default): an idle worker picks at random among its
+  runnable units of the models that have completed the fewest units so far, so no model falls behind
+  and ends the search alone on one worker while the others idle;
+- *Latin-square visiting orders* (with ``fixed_order``): in epoch ``e`` all models visit the
+  partitions in rotations of one shuffled order, each model with its own offset, so models with
+  different offsets never want the same worker at the same step.
+
+For speed, every worker has a priority queue of the units it could run now (buckets by the models'
+progress, each an O(1) add, remove and random pick), kept up to date as models change state, so a
+decision never scans all models.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
 import logging
 import random
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cerebro_spark.errors import InvalidParamError, SchedulerError
 
 logger = logging.getLogger(__name__)
+
+_TRAILING_NUMBER = re.compile(r"[0-9]+$")
 
 
 class UnitKind(str, enum.Enum):
@@ -57,26 +73,70 @@ class EpochEnd:
 
 
 class _Bag:
-    """A set of units with O(1) add, discard and uniform random pick (a list plus positions)."""
+    """A set of units with O(1) add, discard and uniform random pick (a list plus positions).
+
+    Units are keyed by identity (hashing a dataclass is slow): the scheduler keeps one Unit object
+    per (model, epoch, partition, kind) and always discards that same object.
+    """
 
     __slots__ = ("items", "_pos")
 
     def __init__(self) -> None:
         self.items: list[Unit] = []
-        self._pos: dict[Unit, int] = {}
+        self._pos: dict[int, int] = {}
 
     def add(self, unit: Unit) -> None:
-        self._pos[unit] = len(self.items)
+        self._pos[id(unit)] = len(self.items)
         self.items.append(unit)
 
     def discard(self, unit: Unit) -> None:
-        i = self._pos.pop(unit, None)
+        i = self._pos.pop(id(unit), None)
         if i is None:
             return
         last = self.items.pop()
         if i < len(self.items):
             self.items[i] = last
-            self._pos[last] = i
+            self._pos[id(last)] = i
+
+
+class _Queue:
+    """The units one worker could run, bucketed by priority level (lower first), random within a level."""
+
+    __slots__ = ("_bags", "_heap", "_level")
+
+    def __init__(self) -> None:
+        self._bags: dict[int, _Bag] = {}
+        self._heap: list[int] = []  # levels, possibly stale (empty buckets are dropped lazily)
+        self._level: dict[int, int] = {}  # id(unit) -> its level
+
+    def __bool__(self) -> bool:
+        return bool(self._level)
+
+    def items(self) -> list[Unit]:
+        return [unit for bag in self._bags.values() for unit in bag.items]
+
+    def add(self, unit: Unit, level: int) -> None:
+        bag = self._bags.get(level)
+        if bag is None:
+            bag = self._bags[level] = _Bag()
+            heapq.heappush(self._heap, level)
+        bag.add(unit)
+        self._level[id(unit)] = level
+
+    def discard(self, unit: Unit) -> None:
+        level = self._level.pop(id(unit), None)
+        if level is not None:
+            self._bags[level].discard(unit)
+
+    def pick(self, rng: random.Random) -> Unit:
+        """A random unit of the lowest level."""
+        while True:
+            level = self._heap[0]
+            bag = self._bags[level]
+            if bag.items:
+                return bag.items[rng.randrange(len(bag.items))]
+            heapq.heappop(self._heap)
+            del self._bags[level]
 
 
 class _Phase(enum.Enum):
@@ -94,6 +154,12 @@ class _Model:
     training: bool = False  # a TRAIN unit is in flight
     evals_left: int = 0  # EVAL units of this epoch not yet completed
     evals_running: int = 0
+    units: list[Unit] = field(default_factory=list)  # this epoch's TRAIN units, by partition
+    eval_units: list[Unit] = field(default_factory=list)  # this epoch's EVAL units, by partition
+
+    def progress(self, num_workers: int) -> int:
+        """Training units completed since epoch 1 (whether or not they ran in this scheduler)."""
+        return (self.epoch - 1) * num_workers + num_workers - len(self.todo)
 
 
 class MopScheduler:
@@ -113,6 +179,10 @@ class MopScheduler:
         False: any partition not yet visited this epoch is runnable (the paper's Algorithm 1).
     evaluate : bool, optional
         True (the default): each epoch ends with P EVAL units, one per validation partition.
+    balance : bool, optional
+        True (the default): an idle worker picks among the runnable units of the models that have
+        completed the fewest units (at random among those). False: among all its runnable units,
+        uniformly (the paper's Algorithm 1). Either way no worker idles while it has a runnable unit.
 
     Raises
     ------
@@ -129,7 +199,13 @@ class MopScheduler:
     """
 
     def __init__(
-        self, num_workers: int, *, seed: int | None = None, fixed_order: bool = True, evaluate: bool = True
+        self,
+        num_workers: int,
+        *,
+        seed: int | None = None,
+        fixed_order: bool = True,
+        evaluate: bool = True,
+        balance: bool = True,
     ) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise InvalidParamError(f"num_workers must be an int >= 1. Received: num_workers={num_workers!r}")
@@ -139,9 +215,10 @@ class MopScheduler:
         self.seed: int = random.SystemRandom().randrange(2**63) if seed is None else seed
         self.fixed_order = fixed_order
         self.evaluate = evaluate
+        self.balance = balance
         self._rng = random.Random(self.seed)
         self._models: dict[str, _Model] = {}
-        self._bags = [_Bag() for _ in range(num_workers)]
+        self._bags = [_Queue() for _ in range(num_workers)]
         self._busy: dict[int, Assignment] = {}
 
     # -- queries ---------------------------------------------------------------------------------
@@ -163,12 +240,15 @@ class MopScheduler:
     def runnable_units(self, worker_id: int) -> list[Unit]:
         """Return the units worker ``worker_id`` could start now (in no particular order)."""
         self._check_worker(worker_id)
-        return list(self._bags[worker_id].items)
+        return self._bags[worker_id].items()
 
     def visiting_order(self, model_id: str, epoch: int) -> tuple[int, ...]:
         """Return the order in which ``model_id`` trains on the partitions in ``epoch``.
 
-        A permutation of ``range(P)`` that depends only on (seed, model id, epoch).
+        A permutation of ``range(P)`` that depends only on (seed, model id, epoch): a rotation of
+        the epoch's shuffled order of partitions (the same for all models) by the model's offset.
+        The offset is the number a model id ends with (``"m0012"`` -> 12) modulo P, so that models
+        numbered in a row start on different workers, or a seeded draw for ids without a number.
 
         Raises
         ------
@@ -181,8 +261,9 @@ class MopScheduler:
                 f"partitions depends on timing. Received: model_id={model_id!r}, epoch={epoch!r}"
             )
         order = list(range(self.num_workers))
-        random.Random(f"{self.seed}:{model_id}:{epoch}").shuffle(order)
-        return tuple(order)
+        random.Random(f"{self.seed}:epoch:{epoch}").shuffle(order)
+        offset = self._offset(model_id)
+        return tuple(order[offset:] + order[:offset])
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -237,9 +318,9 @@ class MopScheduler:
         assignments = []
         for w in idle:
             bag = self._bags[w]
-            if not bag.items:
+            if not bag:
                 continue
-            unit = bag.items[self._rng.randrange(len(bag.items))]
+            unit = bag.pick(self._rng)
             model = self._models[unit.model_id]
             if unit.kind is UnitKind.TRAIN:
                 self._withdraw_training(model)
@@ -278,8 +359,12 @@ class MopScheduler:
             if self.evaluate:
                 model.phase = _Phase.EVAL
                 model.evals_left = self.num_workers
-                for j, bag in enumerate(self._bags):
-                    bag.add(Unit(model.model_id, model.epoch, j, UnitKind.EVAL))
+                level = self._level(model)
+                model.eval_units = [
+                    Unit(model.model_id, model.epoch, j, UnitKind.EVAL) for j in range(self.num_workers)
+                ]
+                for unit, bag in zip(model.eval_units, self._bags, strict=True):
+                    bag.add(unit, level)
                 return None
         else:
             model.evals_running -= 1
@@ -297,7 +382,10 @@ class MopScheduler:
             self._offer_training(model)
         else:
             model.evals_running -= 1
-            self._bags[assignment.worker_id].add(assignment.unit)
+            unit = model.eval_units[
+                assignment.unit.partition
+            ]  # the scheduler's own object (bags key by identity)
+            self._bags[assignment.worker_id].add(unit, self._level(model))
 
     def continue_model(self, model_id: str) -> None:
         """Start the next epoch of ``model_id``, which must be at an epoch end."""
@@ -321,8 +409,8 @@ class MopScheduler:
         if model.phase is _Phase.TRAIN:
             self._withdraw_training(model)
         elif model.phase is _Phase.EVAL:
-            for j, bag in enumerate(self._bags):
-                bag.discard(Unit(model_id, model.epoch, j, UnitKind.EVAL))
+            for unit, bag in zip(model.eval_units, self._bags, strict=True):
+                bag.discard(unit)
         del self._models[model_id]
 
     # -- internals -------------------------------------------------------------------------------
@@ -333,19 +421,31 @@ class MopScheduler:
             model.todo = list(self.visiting_order(model.model_id, model.epoch))
         else:
             model.todo = list(range(self.num_workers))
+        model.units = [Unit(model.model_id, model.epoch, j, UnitKind.TRAIN) for j in range(self.num_workers)]
         self._offer_training(model)
 
     def _train_units(self, model: _Model) -> list[Unit]:
         parts = model.todo[:1] if self.fixed_order else model.todo
-        return [Unit(model.model_id, model.epoch, j, UnitKind.TRAIN) for j in parts]
+        return [model.units[j] for j in parts]
+
+    def _level(self, model: _Model) -> int:
+        """The priority of the model's units (lower first): its progress, or one level for all models."""
+        return model.progress(self.num_workers) if self.balance else 0
 
     def _offer_training(self, model: _Model) -> None:
+        level = self._level(model)
         for unit in self._train_units(model):
-            self._bags[unit.partition].add(unit)
+            self._bags[unit.partition].add(unit, level)
 
     def _withdraw_training(self, model: _Model) -> None:
         for unit in self._train_units(model):
             self._bags[unit.partition].discard(unit)
+
+    def _offset(self, model_id: str) -> int:
+        number = _TRAILING_NUMBER.search(model_id)
+        if number is not None:
+            return int(number.group()) % self.num_workers
+        return random.Random(f"{self.seed}:offset:{model_id}").randrange(self.num_workers)
 
     def _release(self, assignment: Assignment, verb: str) -> _Model:
         if self._busy.get(assignment.worker_id) != assignment:

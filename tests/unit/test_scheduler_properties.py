@@ -118,14 +118,15 @@ def simulate(
     num_epochs=st.integers(1, 4),
     fixed_order=st.booleans(),
     evaluate=st.booleans(),
+    balance=st.booleans(),
     seed=st.integers(0, 2**32),
     put_back_prob=st.sampled_from([0.0, 0.05, 0.2]),
     rnd=st.randoms(use_true_random=False),
 )
 def test_mop_invariants_hold_in_simulation(
-    num_workers, num_models, num_epochs, fixed_order, evaluate, seed, put_back_prob, rnd
+    num_workers, num_models, num_epochs, fixed_order, evaluate, balance, seed, put_back_prob, rnd
 ):
-    sched = MopScheduler(num_workers, seed=seed, fixed_order=fixed_order, evaluate=evaluate)
+    sched = MopScheduler(num_workers, seed=seed, fixed_order=fixed_order, evaluate=evaluate, balance=balance)
     models = [f"m{i:04d}" for i in range(num_models)]
     trace = simulate(sched, models, dict.fromkeys(models, num_epochs), rnd, put_back_prob)
     assert trace.epochs_done == dict.fromkeys(models, num_epochs)
