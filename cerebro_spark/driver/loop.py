@@ -486,11 +486,7 @@ class MopDriver:
         unit = Unit(record.model_id, record.epoch, record.partition, UnitKind(record.kind))
         if record.model_id not in self.models or unit not in self.scheduler.runnable_units(record.partition):
             raise resuming.mismatch(log, f"its unit {unit} is not runnable after {len(self.units)} units")
-        while True:  # the scheduler picks at random among the worker's runnable units
-            [assignment] = self.scheduler.next_assignments([record.partition])
-            if assignment.unit == unit:
-                break
-            self.scheduler.put_back(assignment)
+        assignment = self.scheduler.assign(record.partition, unit)
         task_id = self._new_task_id()
         self._flights[task_id] = _Flight(assignment, record.submitted_at)
         value = {"version": record.version, "metrics": record.metrics, "rows": record.rows,

@@ -318,21 +318,40 @@ class MopScheduler:
         assignments = []
         for w in idle:
             bag = self._bags[w]
-            if not bag:
-                continue
-            unit = bag.pick(self._rng)
-            model = self._models[unit.model_id]
-            if unit.kind is UnitKind.TRAIN:
-                self._withdraw_training(model)
-                model.training = True
-            else:
-                bag.discard(unit)
-                model.evals_running += 1
-            assignment = Assignment(unit, w)
-            self._busy[w] = assignment
-            assignments.append(assignment)
-            logger.debug("assigned %s to worker %d", unit, w)
+            if bag:
+                assignments.append(self._hand_out(w, bag.pick(self._rng)))
         return assignments
+
+    def assign(self, worker_id: int, unit: Unit) -> Assignment:
+        """Hand ``unit`` to idle worker ``worker_id``, as :meth:`next_assignments` would have.
+
+        For replaying a journal (resume): the unit must be one of :meth:`runnable_units`.
+
+        Raises
+        ------
+        SchedulerError
+            If the worker is busy or ``unit`` is not runnable on it now.
+        """
+        self._check_worker(worker_id)
+        if worker_id in self._busy:
+            raise SchedulerError(f"Worker {worker_id} is busy with {self._busy[worker_id].unit}.")
+        for candidate in self._bags[worker_id].items():
+            if candidate == unit:
+                return self._hand_out(worker_id, candidate)  # the scheduler's own object
+        raise SchedulerError(f"Unit {unit} is not runnable on worker {worker_id}.")
+
+    def _hand_out(self, w: int, unit: Unit) -> Assignment:
+        model = self._models[unit.model_id]
+        if unit.kind is UnitKind.TRAIN:
+            self._withdraw_training(model)
+            model.training = True
+        else:
+            self._bags[w].discard(unit)
+            model.evals_running += 1
+        assignment = Assignment(unit, w)
+        self._busy[w] = assignment
+        logger.debug("assigned %s to worker %d", unit, w)
+        return assignment
 
     def complete(self, assignment: Assignment) -> EpochEnd | None:
         """Record that ``assignment`` finished; its worker is free again.

@@ -314,3 +314,18 @@ def test_scales_to_1024_models_on_64_workers(fixed_order):
                 sched.continue_model(a.unit.model_id)
         idle = [w for w in range(num_workers) if w not in {a.worker_id for a in sched.in_flight}]
     assert elapsed / decisions < 1e-3
+
+
+def test_assign_hands_out_a_chosen_runnable_unit_and_refuses_others():
+    sched = MopScheduler(2, seed=0)
+    for model_id in ("m0000", "m0001", "m0002"):
+        sched.add_model(model_id)
+    wanted = sorted(sched.runnable_units(0), key=lambda u: u.model_id)[-1]
+    assignment = sched.assign(0, wanted)
+    assert assignment.unit == wanted and assignment.worker_id == 0
+    assert wanted not in sched.runnable_units(0)
+    with pytest.raises(SchedulerError, match="busy"):
+        sched.assign(0, wanted)
+    with pytest.raises(SchedulerError, match="not runnable"):
+        sched.assign(1, wanted)  # the model trains on worker 0 now
+    assert sched.complete(assignment) is None

@@ -24,7 +24,12 @@ def test_equal_models_tie_to_the_first_added_whatever_the_completion_order(store
     for _ in range(3):  # the completion order of units varies between runs on threads; the choice must not
         result = run(store, [1.0, 4.0, 4.0, 2.0])
         assert result.best_model_id == "m0001"
-        assert result.models["m0001"].best_metrics() == result.models["m0002"].best_metrics()
+        # a tie on the selection metric (training metrics may differ: partitions differ in size and
+        # the two models visit them in different orders)
+        assert (
+            result.models["m0001"].best_metrics()["val_loss"]
+            == result.models["m0002"].best_metrics()["val_loss"]
+        )
 
 
 def test_the_best_epoch_not_the_last_decides_under_max(store):
