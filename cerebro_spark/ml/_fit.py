@@ -30,6 +30,7 @@ from cerebro_spark.ml._params import HasDataParams, validate_params
 from cerebro_spark.search import SearchAlgorithm, Trial
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
+from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ def run_search(
             feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
             num_partitions=backend.num_workers, validation=validation,
             seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
+            sample_weight_column=owner.getOrDefault(owner.sample_weight_column),
         )  # fmt: skip
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
@@ -168,16 +170,15 @@ def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: 
 
 
 def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> None:
-    """The model's inputs and outputs must match the feature and label columns, in number and shape."""
-    inputs, outputs = list(model.inputs), list(model.outputs)
-    for kind, tensors, columns in (("input", inputs, dataset.features), ("output", outputs, dataset.labels)):
-        if len(tensors) != len(columns):
-            names = [c.name for c in columns]
-            raise DataError(
-                f"Model {model_id!r} has {len(tensors)} {kind}(s) but {len(columns)} "
-                f"{'feature' if kind == 'input' else 'label'} column(s) were given: {names}."
-            )
-    for tensor, column in zip(inputs, dataset.features, strict=True):
+    """The model's inputs and outputs must match the feature and label columns (mapped by name or by
+    position: see :mod:`cerebro_spark.training.io_mapping`), in number and shape."""
+    features, labels = [c.name for c in dataset.features], [c.name for c in dataset.labels]
+    try:
+        x_order, _ = column_order(model, features, labels)
+    except DataError as e:
+        raise DataError(f"Model {model_id!r} does not fit the data: {e}") from e
+    for tensor, index in zip(model.inputs, x_order, strict=True):
+        column = dataset.features[index]
         expected = tuple(tensor.shape[1:])
         if len(expected) != len(column.shape) or any(
             e is not None and e != c for e, c in zip(expected, column.shape, strict=True)
@@ -236,7 +237,7 @@ def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
 #: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
 SHARED_PARAMS = (
     "store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id", "tensorboard",
-    "mlflow_experiment",
+    "mlflow_experiment", "sample_weight_column",
 )  # fmt: skip
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from cerebro_spark.data.reader import PartitionCache, unit_seed
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.store.base import Store
+from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -88,15 +89,18 @@ def train_sub_epoch(
     data = _partitions(ctx).get_or_read(store, dataset, "train", partition)
     data = data.shuffled(unit_seed(seed, model.model_id, epoch, partition))
     t2 = time.perf_counter()
+    x_order, y_order = _column_order(keras_model, dataset)
     history = keras_model.fit(
-        data.x(), data.y(), batch_size=model.batch_size, epochs=1, shuffle=False, verbose=0
-    )
+        data.x(x_order), data.y(y_order), sample_weight=data.weights,
+        batch_size=model.batch_size, epochs=1, shuffle=False, verbose=0,
+    )  # fmt: skip
     t3 = time.perf_counter()
     version = from_version + 1
     _save_checkpoint(store, keras_model, model.checkpoint_key(version))
     _models(ctx)[model.cache_key] = (keras_model, (model.model_id, version))
     t4 = time.perf_counter()
     metrics = {name: float(values[-1]) for name, values in history.history.items()}
+    metrics = _combinable(metrics, data, dataset, "train")
     metrics["learning_rate"] = _learning_rate(keras_model)
     logger.info(
         "worker %d trained model %s epoch %d on partition %d (%d rows) in %.2fs",
@@ -130,16 +134,39 @@ def evaluate(
     t2 = time.perf_counter()
     metrics: dict[str, float] = {}
     if data.rows:
+        x_order, y_order = _column_order(keras_model, dataset)
         result = keras_model.evaluate(
-            data.x(), data.y(), batch_size=model.eval_batch_size, verbose=0, return_dict=True
-        )
-        metrics = {name: float(value) for name, value in result.items()}
+            data.x(x_order), data.y(y_order), sample_weight=data.weights,
+            batch_size=model.eval_batch_size, verbose=0, return_dict=True,
+        )  # fmt: skip
+        metrics = _combinable({name: float(value) for name, value in result.items()}, data, dataset, "val")
     t3 = time.perf_counter()
     return {
         "metrics": metrics,
         "rows": data.rows,
         "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "eval_s": t3 - t2},
     }
+
+
+def _column_order(keras_model: Any, dataset: DatasetSpec) -> tuple[list[int], list[int]]:
+    return column_order(keras_model, [c.name for c in dataset.features], [c.name for c in dataset.labels])
+
+
+def _combinable(metrics: dict[str, float], data: Any, dataset: DatasetSpec, split: str) -> dict[str, float]:
+    """Metrics that the driver's row-weighted mean over partitions combines exactly, with sample weights.
+
+    With weights, Keras' losses are per-row means of weighted losses (a row-weighted mean combines
+    them), but its other metrics are means over the weights of this partition; scaling those by
+    (this partition's mean weight / the split's mean weight) makes the row-weighted mean the weighted
+    mean over the whole split.
+    """
+    if data.weights is None or not data.rows:
+        return metrics
+    split_mean = dataset.mean_weight(split)
+    if split_mean <= 0:
+        return metrics
+    scale = float(data.weights.mean()) / split_mean
+    return {k: v if k == "loss" or k.endswith("_loss") else v * scale for k, v in metrics.items()}
 
 
 def _learning_rate(keras_model: Any) -> float:
