@@ -34,6 +34,7 @@ test-e2e: install
 bench: install
 	$(BIN)/python benchmarks/bench_mop.py
 	$(BIN)/python benchmarks/bench_search.py
+	$(BIN)/python benchmarks/bench_inference.py
 
 lint: install
 	$(BIN)/ruff check cerebro_spark tests examples benchmarks

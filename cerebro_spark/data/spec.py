@@ -41,7 +41,7 @@ class DatasetSpec:
 
     Written as ``<root>/_metadata.json`` by data preparation; its presence marks a complete preparation.
     ``weight`` is the stored sample-weight column, if any, and ``train_weight`` / ``val_weight`` the sums
-    of the weights of each split (with them, weighted metrics of partitions combine exactly).
+    of the weights of each split.
     """
 
     fingerprint: str
@@ -72,13 +72,6 @@ class DatasetSpec:
     @property
     def has_validation(self) -> bool:
         return self.val_rows > 0
-
-    def mean_weight(self, split: str) -> float:
-        """The mean sample weight of a split's rows (1.0 without a weight column or rows)."""
-        rows, total = (
-            (self.train_rows, self.train_weight) if split == "train" else (self.val_rows, self.val_weight)
-        )
-        return total / rows if self.weight is not None and rows else 1.0
 
     @property
     def metadata_key(self) -> str:

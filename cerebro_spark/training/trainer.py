@@ -100,7 +100,6 @@ def train_sub_epoch(
     _models(ctx)[model.cache_key] = (keras_model, (model.model_id, version))
     t4 = time.perf_counter()
     metrics = {name: float(values[-1]) for name, values in history.history.items()}
-    metrics = _combinable(metrics, data, dataset, "train")
     metrics["learning_rate"] = _learning_rate(keras_model)
     logger.info(
         "worker %d trained model %s epoch %d on partition %d (%d rows) in %.2fs",
@@ -139,7 +138,9 @@ def evaluate(
             data.x(x_order), data.y(y_order), sample_weight=data.weights,
             batch_size=model.eval_batch_size, verbose=0, return_dict=True,
         )  # fmt: skip
-        metrics = _combinable({name: float(value) for name, value in result.items()}, data, dataset, "val")
+        # with sample weights, Keras' losses are per-row means of weighted losses and its metrics are
+        # unweighted: the driver's row-weighted mean over partitions stays exact for both
+        metrics = {name: float(value) for name, value in result.items()}
     t3 = time.perf_counter()
     return {
         "metrics": metrics,
@@ -150,23 +151,6 @@ def evaluate(
 
 def _column_order(keras_model: Any, dataset: DatasetSpec) -> tuple[list[int], list[int]]:
     return column_order(keras_model, [c.name for c in dataset.features], [c.name for c in dataset.labels])
-
-
-def _combinable(metrics: dict[str, float], data: Any, dataset: DatasetSpec, split: str) -> dict[str, float]:
-    """Metrics that the driver's row-weighted mean over partitions combines exactly, with sample weights.
-
-    With weights, Keras' losses are per-row means of weighted losses (a row-weighted mean combines
-    them), but its other metrics are means over the weights of this partition; scaling those by
-    (this partition's mean weight / the split's mean weight) makes the row-weighted mean the weighted
-    mean over the whole split.
-    """
-    if data.weights is None or not data.rows:
-        return metrics
-    split_mean = dataset.mean_weight(split)
-    if split_mean <= 0:
-        return metrics
-    scale = float(data.weights.mean()) / split_mean
-    return {k: v if k == "loss" or k.endswith("_loss") else v * scale for k, v in metrics.items()}
 
 
 def _learning_rate(keras_model: Any) -> float:
