@@ -197,7 +197,7 @@ def predict_columns(
     names = [f"x{i}" for i in range(len(inputs))]
 
     def predict(batches: Iterator[pa.Array]) -> Iterator[pa.Array]:
-        model = _load(digest, model_bytes, custom_objects)
+        model = _load(digest, model_bytes, custom_objects, input_shapes, batch_size)
         for batch in batches:
             yield predict_batch(model, batch, names, input_shapes, kinds, columns, batch_size)
 
@@ -305,19 +305,38 @@ def _to_arrow(values: np.ndarray, column: OutputColumn) -> pa.Array:
     return result
 
 
-def _load(digest: str, model_bytes: bytes, custom_objects: bytes) -> Any:
+def _load(
+    digest: str,
+    model_bytes: bytes,
+    custom_objects: bytes,
+    input_shapes: list[tuple[int | None, ...]] | None = None,
+    batch_size: int = 1,
+) -> Any:
+    """The model, loaded once per Python worker process and kept until another model is asked for.
+
+    After loading (and tracing on a batch of zeros, with ``input_shapes``), the garbage collector's current objects are
+    frozen: a reused PySpark worker runs ``gc.collect()`` after every task, and walking TensorFlow's
+    and the model's objects there costs about a second per task; frozen objects are skipped.
+    """
     with _LOCK:
         model = _LOADED.get(digest)
         if model is None:
+            import gc
             import pickle
 
             from cerebro_spark.ml._model_io import model_from_bytes
 
             _limit_threads()
             custom = pickle.loads(custom_objects) if custom_objects else None  # noqa: S301 (our own bytes)
-            model = model_from_bytes(model_bytes, custom)
+            gc.unfreeze()  # the model this process held before may go
             _LOADED.clear()  # keep one model per process: transforms of many models don't pile up
+            model = model_from_bytes(model_bytes, custom)
+            if input_shapes is not None:
+                zeros = [np.zeros((batch_size, *(d or 1 for d in s)), np.float32) for s in input_shapes]
+                model.predict_on_batch(zeros[0] if len(zeros) == 1 else zeros)
             _LOADED[digest] = model
+            gc.collect()
+            gc.freeze()
         return model
 
 
