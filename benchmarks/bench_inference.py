@@ -69,6 +69,7 @@ def main() -> None:
 
     from cerebro_spark.keras import KerasModel
 
+    load_before = os.getloadavg()[0]
     x, _ = make_rows(args.rows, seed=args.seed)
     model = estimator_gen_fn({"width": 64, "lr": 1e-3, "batch_size": 64}).getModel()
     model.compile(optimizer="adam", loss="binary_crossentropy")
@@ -112,6 +113,7 @@ def main() -> None:
         f"| output columns written | {', '.join(columns)} |",
         f"| all timed passes (transform; predict) | {', '.join(f'{t:.2f}' for t in spark_times)}; "
         f"{', '.join(f'{t:.2f}' for t in numpy_times)} s |",
+        f"| machine: cores, 1-minute load average at start | {os.cpu_count()}, {load_before:.1f} |",
     ]
     table = "\n".join(lines) + "\n"
     print(table)
