@@ -149,22 +149,19 @@ def resolve_columns(
 def _resolve(name: str, role: str, dtype: DataType) -> SourceColumn:
     allow_bool = role == "label"
     found = _classify(dtype, allow_bool)
-    if found is None and isinstance(dtype, StringType):
-        hint = (
-            "index it first with pyspark.ml.feature.StringIndexer (its double index is a valid label)"
-            if role == "label"
-            else "encode it first (pyspark.ml.feature.StringIndexer, then OneHotEncoder or VectorAssembler)"
-        )
-        raise DataError(
-            f"{role.capitalize()} column {name!r} holds strings; expected numbers: {hint}. "
-            f"Received: {dtype.simpleString()}."
-        )
     if found is None:
         what = "numeric or boolean" if allow_bool else "numeric"
         numbers = "numbers or booleans" if allow_bool else "numbers"
+        hint = ""
+        if isinstance(dtype, StringType):
+            hint = (
+                " Index it first with pyspark.ml.feature.StringIndexer (its double index is a valid label)."
+                if role == "label"
+                else " Encode it first: pyspark.ml.feature.StringIndexer, then OneHotEncoder or VectorAssembler."
+            )
         raise DataError(
             f"{role.capitalize()} column {name!r} must be {what}, an array of {numbers}, an array of arrays "
-            f"of {numbers} or a pyspark.ml.linalg vector. Received: {dtype.simpleString()}."
+            f"of {numbers} or a pyspark.ml.linalg vector. Received: {dtype.simpleString()}.{hint}"
         )
     kind, integral = found
     stored = "int64" if role == "label" and integral else "float32"

@@ -122,7 +122,8 @@ def test_string_label_error_names_the_column_and_suggests_string_indexer(spark, 
 
     def fit_fails():
         with pytest.raises(
-            DataError, match=r"Label column 'answer' holds strings.*StringIndexer.*Received: string"
+            DataError,
+            match=r"Label column 'answer' must be numeric.*Received: string\. Index it .*StringIndexer",
         ):
             est.fit(df)
 
