@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_scheduler_sim.py
 	$(BIN)/python benchmarks/bench_hop_overhead.py
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_inference.py
 
 ## Smoke runs of the newer benchmarks (tiny settings; their figures mean little). Results go to /tmp.
 bench-quick: install

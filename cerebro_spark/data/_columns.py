@@ -20,6 +20,7 @@ from pyspark.sql.types import (
     DataType,
     IntegralType,
     NumericType,
+    StringType,
     StructType,
     UserDefinedType,
 )
@@ -45,7 +46,7 @@ class SourceColumn:
     """A feature or label column of the input DataFrame, as checked against its Spark type."""
 
     name: str
-    role: str  # "feature" or "label"
+    role: str  # "feature", "label" or "weight"
     kind: Kind
     spark_type: str
     dtype: str  # the stored numpy dtype: "float32" or "int64"
@@ -103,18 +104,46 @@ def normalize_validation(validation: Any) -> float | str | None:
     )
 
 
-def resolve_columns(schema: StructType, features: list[str], labels: list[str]) -> list[SourceColumn]:
-    """Check that every column exists and has a supported type; features first, then labels."""
+def check_weight_column(weight: Any, features: list[str], labels: list[str]) -> str | None:
+    """Check the ``sample_weight_column`` parameter: ``None`` or a column that is no feature or label."""
+    if weight is None:
+        return None
+    if not isinstance(weight, str) or not weight:
+        raise InvalidParamError(
+            f"sample_weight_column must be None or a column name (str). Received: {weight!r}."
+        )
+    if weight in features or weight in labels:
+        raise InvalidParamError(
+            f"sample_weight_column {weight!r} is also a feature or label column. "
+            "Expected a column of per-row weights of its own."
+        )
+    return weight
+
+
+def resolve_columns(
+    schema: StructType, features: list[str], labels: list[str], weight: str | None = None
+) -> list[SourceColumn]:
+    """Check that every column exists and has a supported type; features, then labels, then the weight."""
     types = {field.name: field.dataType for field in schema.fields}
-    missing = [name for name in features + labels if name not in types]
+    wanted = features + labels + ([weight] if weight else [])
+    missing = [name for name in wanted if name not in types]
     if missing:
         raise DataError(
             f"Columns missing from the DataFrame: {', '.join(map(repr, missing))}. "
             f"Available columns: {', '.join(map(repr, types)) or 'none'}."
         )
-    return [_resolve(name, "feature", types[name]) for name in features] + [
+    columns = [_resolve(name, "feature", types[name]) for name in features] + [
         _resolve(name, "label", types[name]) for name in labels
     ]
+    if weight:
+        found = _classify(types[weight], allow_bool=False)
+        if found is None or found[0] is not Kind.SCALAR:
+            raise DataError(
+                f"Sample weight column {weight!r} must be numeric, one weight per row. "
+                f"Received: {types[weight].simpleString()}."
+            )
+        columns.append(SourceColumn(weight, "weight", Kind.SCALAR, types[weight].simpleString(), "float32"))
+    return columns
 
 
 def _resolve(name: str, role: str, dtype: DataType) -> SourceColumn:
@@ -123,9 +152,16 @@ def _resolve(name: str, role: str, dtype: DataType) -> SourceColumn:
     if found is None:
         what = "numeric or boolean" if allow_bool else "numeric"
         numbers = "numbers or booleans" if allow_bool else "numbers"
+        hint = ""
+        if isinstance(dtype, StringType):
+            hint = (
+                " Index it first with pyspark.ml.feature.StringIndexer (its double index is a valid label)."
+                if role == "label"
+                else " Encode it first: pyspark.ml.feature.StringIndexer, then OneHotEncoder or VectorAssembler."
+            )
         raise DataError(
             f"{role.capitalize()} column {name!r} must be {what}, an array of {numbers}, an array of arrays "
-            f"of {numbers} or a pyspark.ml.linalg vector. Received: {dtype.simpleString()}."
+            f"of {numbers} or a pyspark.ml.linalg vector. Received: {dtype.simpleString()}.{hint}"
         )
     kind, integral = found
     stored = "int64" if role == "label" and integral else "float32"

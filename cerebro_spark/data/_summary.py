@@ -34,6 +34,7 @@ class ColumnStats:
     max_len: int | None = None
     min_inner: int | None = None
     max_inner: int | None = None
+    min_value: float | None = None  # sample weights only
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Summary:
     train_counts: dict[int, int] = field(default_factory=dict)
     val_counts: dict[int, int] = field(default_factory=dict)
     stats: dict[str, ColumnStats] = field(default_factory=dict)
+    #: Sums of the sample weights per split (0.0 without a weight column).
+    train_weight: float = 0.0
+    val_weight: float = 0.0
 
     @property
     def train_rows(self) -> int:
@@ -58,6 +62,8 @@ class Summary:
 def _stat_exprs(i: int, column: SourceColumn) -> list[Column]:
     c = col(column.name)
     exprs = [F.count_if(c.isNull()).alias(f"c{i}_nulls")]
+    if column.role == "weight":
+        return [*exprs, F.sum(c.cast("double")).alias("weight_sum"), F.min(c).alias(f"c{i}_min_value")]
     if column.kind is Kind.SCALAR:
         return exprs
     size = F.when(c.isNotNull(), F.size(c))
@@ -91,8 +97,13 @@ def summarize(base: DataFrame, columns: Sequence[SourceColumn]) -> Summary:
         if d.get(FLAG) is not None:  # a null split flag is reported as a null in the split column
             counts = summary.val_counts if d[FLAG] else summary.train_counts
             counts[d[_PID]] = counts.get(d[_PID], 0) + d["rows"]
+            if d[FLAG]:
+                summary.val_weight += d.get("weight_sum") or 0.0
+            else:
+                summary.train_weight += d.get("weight_sum") or 0.0
         elif not has_flag:
             summary.train_counts[d[_PID]] = summary.train_counts.get(d[_PID], 0) + d["rows"]
+            summary.train_weight += d.get("weight_sum") or 0.0
         for i, column in enumerate(columns):
             _merge(summary.stats[column.name], d, f"c{i}_")
         summary.flag_nulls += d.get("flag_nulls") or 0
@@ -102,7 +113,13 @@ def summarize(base: DataFrame, columns: Sequence[SourceColumn]) -> Summary:
 def _merge(stats: ColumnStats, d: dict[str, int | None], prefix: str) -> None:
     stats.nulls += d.get(prefix + "nulls") or 0
     stats.null_elements += d.get(prefix + "null_elements") or 0
-    for name, pick in (("min_len", min), ("max_len", max), ("min_inner", min), ("max_inner", max)):
+    for name, pick in (
+        ("min_len", min),
+        ("max_len", max),
+        ("min_inner", min),
+        ("max_inner", max),
+        ("min_value", min),
+    ):
         value, old = d.get(prefix + name), getattr(stats, name)
         if value is not None:
             setattr(stats, name, value if old is None else pick(old, value))
@@ -126,6 +143,13 @@ def check_summary(
             f"Columns hold null values: {listed}. Expected no nulls: drop or fill those rows first "
             "(DataFrame.dropna or fillna)."
         )
+    for c in columns:
+        low = summary.stats[c.name].min_value
+        if c.role == "weight" and low is not None and not low >= 0:
+            raise DataError(
+                f"Sample weight column {c.name!r} holds negative weights (the smallest is {low}). "
+                "Expected weights >= 0."
+            )
     return {c.name: _shape(c, summary.stats[c.name]) for c in columns}
 
 

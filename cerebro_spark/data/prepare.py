@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from cerebro_spark.data._columns import (
     SourceColumn,
     check_column_lists,
     check_validation_column,
+    check_weight_column,
     col,
     normalize_validation,
     resolve_columns,
@@ -58,6 +60,7 @@ def prepare_data(
     validation: float | str | None = None,
     seed: int | None = None,
     reuse: bool = True,
+    sample_weight_column: str | None = None,
 ) -> DatasetSpec:
     """Write ``df``'s feature and label columns as Parquet partitions into ``store``, or reuse them.
 
@@ -91,6 +94,9 @@ def prepare_data(
         Seed of the validation draw. None (the default) draws a random seed, recorded in the spec.
     reuse : bool, default True
         Return existing prepared data with the same fingerprint instead of writing it again.
+    sample_weight_column : str, optional
+        A numeric column of per-row weights (>= 0, no nulls), stored as float32 beside the labels;
+        the sums of the weights of each split go into the spec.
 
     Returns
     -------
@@ -116,8 +122,9 @@ def prepare_data(
     started = time.perf_counter()
     num_partitions, seed = _check_params(df, store, num_partitions, seed, reuse)
     features, labels = check_column_lists(feature_columns, label_columns)
+    weight = check_weight_column(sample_weight_column, features, labels)
     validation = normalize_validation(validation)
-    columns = resolve_columns(df.schema, features, labels)
+    columns = resolve_columns(df.schema, features, labels, weight)
     if isinstance(validation, str):
         check_validation_column(df.schema, validation)
     fingerprint = dataset_fingerprint(df, columns, num_partitions, validation, seed)
@@ -133,6 +140,7 @@ def prepare_data(
     shapes = check_summary(summary, columns, validation if isinstance(validation, str) else None)
     check_split(summary, num_partitions, validation, split_seed)
     specs = tuple(ColumnSpec(c.name, c.dtype, shapes[c.name]) for c in columns)
+    _warn_if_large(specs, summary.train_rows, num_partitions)
 
     store.delete(f"{root}/_metadata.json")  # first: a crash below must not leave a "complete" marker
     store.delete(root, recursive=True)
@@ -141,10 +149,13 @@ def prepare_data(
         fingerprint=fingerprint,
         root=root,
         features=specs[: len(features)],
-        labels=specs[len(features) :],
+        labels=specs[len(features) : len(features) + len(labels)],
         train=train,
         val=val,
         params=_params(columns, num_partitions, validation, seed, split_seed),
+        weight=specs[-1] if weight else None,
+        train_weight=summary.train_weight,
+        val_weight=summary.val_weight,
     )
     store.write_json(spec.metadata_key, spec.to_dict())  # last: its presence marks a complete preparation
     logger.info(
@@ -153,6 +164,18 @@ def prepare_data(
         root, store, time.perf_counter() - started,
     )  # fmt: skip
     return spec
+
+
+def _warn_if_large(specs: Sequence[ColumnSpec], train_rows: int, num_partitions: int) -> None:
+    """Workers hold their partition in memory as dense arrays (sparse vectors too): warn when large."""
+    row_bytes = sum((4 if c.dtype == "float32" else 8) * math.prod(c.shape) for c in specs)
+    per_worker = row_bytes * -(-train_rows // num_partitions)
+    if per_worker > 4 << 30:
+        logger.warning(
+            "each worker will hold about %.1f GiB of training data in memory (dense: sparse vectors are "
+            "stored dense, %d bytes per row); use more workers or fewer feature dimensions if that is "
+            "too much", per_worker / 2**30, row_bytes,
+        )  # fmt: skip
 
 
 def _check_params(df: Any, store: Any, num_partitions: Any, seed: Any, reuse: Any) -> tuple[int, int | None]:
@@ -198,6 +221,7 @@ def _params(
     return {
         "feature_columns": [c.name for c in columns if c.role == "feature"],
         "label_columns": [c.name for c in columns if c.role == "label"],
+        "sample_weight_column": next((c.name for c in columns if c.role == "weight"), None),
         "source_types": {c.name: c.spark_type for c in columns},
         "num_partitions": num_partitions,
         "validation": validation,

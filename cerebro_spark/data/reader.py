@@ -40,19 +40,27 @@ class PartitionData:
         a file may be read-only views of Arrow memory.
     rows : int
         The number of rows.
+    weights : numpy.ndarray or None
+        The sample weights (float32, one per row), or None without a weight column.
     """
 
     features: tuple[np.ndarray, ...]
     labels: tuple[np.ndarray, ...]
     rows: int
+    weights: np.ndarray | None = None
 
-    def x(self) -> np.ndarray | list[np.ndarray]:
-        """The features as Keras ``fit`` takes them: one array for one input, else a list."""
-        return self.features[0] if len(self.features) == 1 else list(self.features)
+    def x(self, order: list[int] | None = None) -> np.ndarray | list[np.ndarray]:
+        """The features as Keras ``fit`` takes them: one array for one input, else a list.
 
-    def y(self) -> np.ndarray | list[np.ndarray]:
-        """The labels as Keras ``fit`` takes them: one array for one output, else a list."""
-        return self.labels[0] if len(self.labels) == 1 else list(self.labels)
+        ``order`` lists, per model input, the index of its feature column (default: the spec's order).
+        """
+        arrays = list(self.features) if order is None else [self.features[i] for i in order]
+        return arrays[0] if len(arrays) == 1 else arrays
+
+    def y(self, order: list[int] | None = None) -> np.ndarray | list[np.ndarray]:
+        """The labels as Keras ``fit`` takes them: one array for one output, else a list (see :meth:`x`)."""
+        arrays = list(self.labels) if order is None else [self.labels[i] for i in order]
+        return arrays[0] if len(arrays) == 1 else arrays
 
     def shuffled(self, seed: int) -> PartitionData:
         """The same rows in the order of ``np.random.default_rng(seed).permutation(rows)``.
@@ -72,12 +80,14 @@ class PartitionData:
             features=tuple(a[order] for a in self.features),
             labels=tuple(a[order] for a in self.labels),
             rows=self.rows,
+            weights=None if self.weights is None else self.weights[order],
         )
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays."""
-        return sum(int(a.nbytes) for a in self.features + self.labels)
+        weights = 0 if self.weights is None else int(self.weights.nbytes)
+        return sum(int(a.nbytes) for a in self.features + self.labels) + weights
 
 
 def read_partition(store: Store, spec: DatasetSpec, split: str, index: int) -> PartitionData:
@@ -111,7 +121,8 @@ def read_partition(store: Store, spec: DatasetSpec, split: str, index: int) -> P
     >>> model.fit(data.x(), data.y(), epochs=1)  # doctest: +SKIP
     """
     part = _partition(spec, split, index)
-    table = _read_table(store, part, [c.name for c in spec.features + spec.labels])
+    weight = (spec.weight,) if spec.weight is not None else ()
+    table = _read_table(store, part, [c.name for c in spec.features + spec.labels + weight])
     if table.num_rows != part.rows:
         raise DataError(
             f"Prepared file {part.key!r} has {table.num_rows} rows; its metadata says {part.rows}. "
@@ -121,6 +132,7 @@ def read_partition(store: Store, spec: DatasetSpec, split: str, index: int) -> P
         features=tuple(_to_numpy(table.column(c.name), c, part) for c in spec.features),
         labels=tuple(_to_numpy(table.column(c.name), c, part) for c in spec.labels),
         rows=part.rows,
+        weights=_to_numpy(table.column(weight[0].name), weight[0], part) if weight else None,
     )
 
 

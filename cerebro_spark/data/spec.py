@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cerebro_spark.errors import DataError
+
 #: Version of the prepared-data metadata format (``_metadata.json``).
 METADATA_FORMAT = 1
 
@@ -38,6 +40,8 @@ class DatasetSpec:
     """Prepared data in a Store: P training partitions and P validation partitions (maybe empty).
 
     Written as ``<root>/_metadata.json`` by data preparation; its presence marks a complete preparation.
+    ``weight`` is the stored sample-weight column, if any, and ``train_weight`` / ``val_weight`` the sums
+    of the weights of each split.
     """
 
     fingerprint: str
@@ -48,6 +52,9 @@ class DatasetSpec:
     val: tuple[PartitionSpec, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     format: int = METADATA_FORMAT
+    weight: ColumnSpec | None = None
+    train_weight: float = 0.0
+    val_weight: float = 0.0
 
     @property
     def num_partitions(self) -> int:
@@ -99,4 +106,42 @@ class DatasetSpec:
             val=parts(d.get("val", [])),
             params=dict(d.get("params", {})),
             format=fmt,
+            weight=cols([d["weight"]])[0] if d.get("weight") else None,
+            train_weight=float(d.get("train_weight", 0.0)),
+            val_weight=float(d.get("val_weight", 0.0)),
         )
+
+
+def match_columns(model_names: list[str], columns: list[str], param: str, kind: str) -> list[int]:
+    """For each model input (or output), the index of its column in ``columns``.
+
+    By name when every model ``kind`` name is one of ``columns`` (Keras input or output layer names equal
+    to column names, in any order); else by position (``columns[i]`` feeds ``kind`` ``i``), in which case
+    a column named like another ``kind`` than the one at its position is an error, not a silent swap.
+
+    Raises
+    ------
+    DataError
+        When the numbers differ, or the names contradict the positions.
+    """
+    if len(model_names) != len(columns):
+        raise DataError(
+            f"The model has {len(model_names)} {kind}(s) {model_names} but {param} names {len(columns)} "
+            f"column(s): {columns}. Expected one column per model {kind}."
+        )
+    if set(model_names) == set(columns):
+        return [columns.index(name) for name in model_names]
+    crossed = [
+        (c, model_names.index(c), i)
+        for i, c in enumerate(columns)
+        if c in model_names and model_names[i] != c
+    ]
+    if crossed:
+        column, at, position = crossed[0]
+        raise DataError(
+            f"{param} {columns} match the model's {kind} names {model_names} only in part: column "
+            f"{column!r} is at position {position} but the {kind} of that name is at position {at}. "
+            f"Name every {kind} after its column (mapping by name), or list the columns in the model's "
+            f"{kind} order (mapping by position)."
+        )
+    return list(range(len(columns)))

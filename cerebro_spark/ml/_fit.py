@@ -37,6 +37,7 @@ from cerebro_spark.ml._params import HasDataParams, validate_params
 from cerebro_spark.search import SearchAlgorithm, Trial
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
+from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def run_search(
                 feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
                 num_partitions=backend.num_workers, validation=validation,
                 seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
+                sample_weight_column=owner.getOrDefault(owner.sample_weight_column),
             )  # fmt: skip
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
@@ -211,24 +213,24 @@ def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: 
 
 
 def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> None:
-    """The model's inputs and outputs must match the feature and label columns, in number and shape."""
-    inputs, outputs = list(model.inputs), list(model.outputs)
-    for kind, tensors, columns in (("input", inputs, dataset.features), ("output", outputs, dataset.labels)):
-        if len(tensors) != len(columns):
-            names = [c.name for c in columns]
-            raise DataError(
-                f"Model {model_id!r} has {len(tensors)} {kind}(s) but {len(columns)} "
-                f"{'feature' if kind == 'input' else 'label'} column(s) were given: {names}."
-            )
-    for tensor, column in zip(outputs, dataset.labels, strict=True):
+    """The model's inputs and outputs must match the feature and label columns (mapped by name or by
+    position: see :mod:`cerebro_spark.training.io_mapping`), in number and shape."""
+    features, labels = [c.name for c in dataset.features], [c.name for c in dataset.labels]
+    try:
+        x_order, y_order = column_order(model, features, labels)
+    except DataError as e:
+        raise DataError(f"Model {model_id!r} does not fit the data: {e}") from e
+    for tensor, index in zip(model.outputs, y_order, strict=True):
+        label = dataset.labels[index]
         produced = tuple(tensor.shape[1:])
-        if len(column.shape) == 1 and column.shape[0] > 1 and produced != column.shape:  # e.g. one-hot labels
+        if len(label.shape) == 1 and label.shape[0] > 1 and produced != label.shape:  # e.g. one-hot labels
             raise DataError(
                 f"Model {model_id!r} has an output of shape {produced} (per row) but label column "
-                f"{column.name!r} has rows of shape {column.shape}. Expected an output of shape "
-                f"{column.shape} for these labels (or scalar labels, e.g. class indices)."
+                f"{label.name!r} has rows of shape {label.shape}. Expected an output of shape "
+                f"{label.shape} for these labels (or scalar labels, e.g. class indices)."
             )
-    for tensor, column in zip(inputs, dataset.features, strict=True):
+    for tensor, index in zip(model.inputs, x_order, strict=True):
+        column = dataset.features[index]
         expected = tuple(tensor.shape[1:])
         if len(expected) != len(column.shape) or any(
             e is not None and e != c for e, c in zip(expected, column.shape, strict=True)
@@ -259,15 +261,17 @@ def check_metric_is_reported(est: KerasEstimator, dataset: DatasetSpec, metric: 
 
     from cerebro_spark.ml._model_io import compiled_model
 
-    def zeros(columns: Sequence[Any]) -> Any:
-        arrays = [np.zeros((2, *c.shape), dtype=c.dtype) for c in columns]
+    def zeros(columns: Sequence[Any], order: list[int]) -> Any:
+        arrays = [np.zeros((2, *columns[i].shape), dtype=columns[i].dtype) for i in order]
         return arrays[0] if len(arrays) == 1 else arrays
 
     try:
         model = compiled_model(est)
-        names = set(
-            model.evaluate(zeros(dataset.features), zeros(dataset.labels), verbose=0, return_dict=True)
+        x_order, y_order = column_order(
+            model, [c.name for c in dataset.features], [c.name for c in dataset.labels]
         )
+        x, y = zeros(dataset.features, x_order), zeros(dataset.labels, y_order)
+        names = set(model.evaluate(x, y, verbose=0, return_dict=True))
     except Exception:  # the check is a courtesy; training reports any real problem with its traceback
         logger.debug("could not list the metric names of model %s", model_id, exc_info=True)
         return
@@ -328,7 +332,7 @@ def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
 #: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
 SHARED_PARAMS = (
     "store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id", "tensorboard",
-    "mlflow_experiment",
+    "mlflow_experiment", "sample_weight_column",
 )  # fmt: skip
 
 

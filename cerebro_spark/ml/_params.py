@@ -99,6 +99,11 @@ CONSTRAINTS: dict[str, Callable[[Any], str | None]] = {
     "num_models": _int_at_least(1),
     "inference_batch_size": _int_at_least(1),
     "prediction_col": _non_empty_str,
+    "probability_col": _instance_of(str, "a column name, or '' for no such column"),
+    "raw_prediction_col": _instance_of(str, "a column name, or '' for no such column"),
+    "output_type": _one_of("array", "vector"),
+    "task": _one_of("auto", "classification", "regression"),
+    "sample_weight_column": _optional(_non_empty_str),
 }
 
 
@@ -168,6 +173,11 @@ class HasDataParams(Params):
         "name of an MLflow experiment to record the search in (a parent run, a nested run per model), "
         "at MLflow's tracking URI; None (default) records nothing. Needs the mlflow extra.",
     )
+    sample_weight_column: Param[str] = _param(
+        "sample_weight_column",
+        "name of a numeric column of per-row weights (>= 0), passed to Keras' fit and evaluate as "
+        "sample_weight; None (default): every row weighs 1.",
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -180,6 +190,7 @@ class HasDataParams(Params):
             run_id=None,
             tensorboard=True,
             mlflow_experiment=None,
+            sample_weight_column=None,
         )
 
     def getStore(self) -> Store:
@@ -216,3 +227,40 @@ class HasPredictionParams(Params):
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(prediction_col="prediction", inference_batch_size=1024)
+
+
+class HasOutputParams(Params):
+    """Which columns ``transform`` writes besides ``prediction_col``: set them on the fitted model."""
+
+    probability_col: Param[str] = _param(
+        "probability_col",
+        "classifiers: name of the class-probabilities column ('' for none; default 'probability').",
+        TypeConverters.toString,
+    )
+    raw_prediction_col: Param[str] = _param(
+        "raw_prediction_col",
+        "classifiers: name of the column holding the model's output as it is, probabilities or logits "
+        "('' for none; default 'rawPrediction').",
+        TypeConverters.toString,
+    )
+    output_type: Param[str] = _param(
+        "output_type",
+        "type of the multi-value output columns: 'array' (array<float>, default) or 'vector' "
+        "(pyspark.ml.linalg DenseVector, as Spark ML's classifiers write probabilities).",
+        TypeConverters.toString,
+    )
+    task: Param[str] = _param(
+        "task",
+        "'auto' (default: an output is a classifier when its compiled loss is a cross-entropy, focal, "
+        "hinge or KL loss), 'classification' or 'regression'.",
+        TypeConverters.toString,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(
+            probability_col="probability",
+            raw_prediction_col="rawPrediction",
+            output_type="array",
+            task="auto",
+        )

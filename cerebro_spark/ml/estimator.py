@@ -48,6 +48,8 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         One column per model input and per model output.
     store, backend, validation, num_epochs, seed, verbose, run_id, tensorboard, mlflow_experiment
         See :class:`~cerebro_spark.ml._params.HasDataParams`.
+    sample_weight_column : str, optional
+        A numeric column of per-row weights, passed to Keras' ``fit`` and ``evaluate`` as ``sample_weight``.
 
     Examples
     --------
@@ -94,6 +96,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         run_id: str | None = None,
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
+        sample_weight_column: str | None = None,
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:

@@ -7,14 +7,21 @@ from typing import TYPE_CHECKING, Any
 from pyspark.ml import Model
 from pyspark.ml.param import Param
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from cerebro_spark.backend._barrier_job import driver_python_on_local_master
-from cerebro_spark.ml._inference import input_columns, predict_column
+from cerebro_spark.data.spec import match_columns
+from cerebro_spark.ml._inference import input_columns, plan_outputs, predict_columns
 from cerebro_spark.ml._model_io import load_trained_model, model_from_bytes, model_to_bytes
-from cerebro_spark.ml._params import HasPredictionParams, _param, _to_str_list, validate_params
+from cerebro_spark.ml._params import (
+    HasOutputParams,
+    HasPredictionParams,
+    _param,
+    _to_str_list,
+    validate_params,
+)
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.store.base import Store
+from cerebro_spark.training.io_mapping import input_names
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -23,8 +30,13 @@ if TYPE_CHECKING:
     from cerebro_spark.ml.estimator import KerasEstimator
 
 
-class KerasModel(Model, HasPredictionParams, Persistable):
+class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
     """A trained Keras model. ``transform(df)`` adds the prediction column(s), computed in batches.
+
+    ``transform`` is vectorized (Arrow batches), loads the model once per Python worker and predicts
+    ``inference_batch_size`` rows per call; nothing is collected to the driver. A regression output
+    gives ``prediction_col``; a classifier output (``task``) gives ``prediction_col`` (class index),
+    ``probability_col`` and ``raw_prediction_col``. See docs/columns.md.
 
     Attributes
     ----------
@@ -65,7 +77,7 @@ class KerasModel(Model, HasPredictionParams, Persistable):
         custom_objects: bytes = b"",
         **params: Any,
     ) -> KerasModel:
-        """Wrap a trained Keras model (``params``: ``prediction_col``, ``inference_batch_size``)."""
+        """Wrap a trained Keras model (``params``: ``prediction_col``, ``inference_batch_size``, ``task``...)."""
         instance = cls()
         instance._set(feature_columns=feature_columns, label_columns=label_columns or [], **params)
         instance._keras = model
@@ -111,25 +123,21 @@ class KerasModel(Model, HasPredictionParams, Persistable):
         return self.getOrDefault(self.feature_columns)  # type: ignore[no-any-return]
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        validate_params(self, ["prediction_col", "inference_batch_size"])
+        validate_params(self, ["prediction_col", "inference_batch_size", *_OUTPUT_PARAMS])
         model = self.keras()
-        shapes = [tuple(o.shape[1:]) for o in model.outputs]
+        features = self.getFeatureColumns()
+        order = match_columns(input_names(model), features, "feature_columns", "input")
+        shapes = [tuple(model.inputs[i].shape[1:]) for i in range(len(order))]
+        kinds, columns = plan_outputs(
+            model, prediction_col=self.getOrDefault(self.prediction_col),
+            **{name: self.getOrDefault(name) for name in _OUTPUT_PARAMS},
+        )  # fmt: skip
         with driver_python_on_local_master(dataset.sparkSession.sparkContext):  # the UDF captures it now
-            column = predict_column(
-                input_columns(dataset, self.getFeatureColumns()),
-                self._model_bytes,
-                self._custom_objects,
-                shapes,
+            inputs = input_columns(dataset, [features[j] for j in order], [len(s) for s in shapes])
+            return predict_columns(
+                dataset, inputs, shapes, self._model_bytes, self._custom_objects, kinds, columns,
                 self.getOrDefault(self.inference_batch_size),
-            )
-        name = self.getOrDefault(self.prediction_col)
-        if len(shapes) == 1:
-            return dataset.withColumn(name, column)
-        tmp = f"__{name}_struct"
-        out = dataset.withColumn(tmp, column)
-        return out.select("*", *[F.col(f"{tmp}._{i}").alias(f"{name}_{i}") for i in range(len(shapes))]).drop(
-            tmp
-        )
+            )  # fmt: skip
 
     def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:
         from cerebro_spark.ml._saved_models import save_keras_model
@@ -140,3 +148,6 @@ class KerasModel(Model, HasPredictionParams, Persistable):
         from cerebro_spark.ml._saved_models import load_keras_model
 
         load_keras_model(self, files, extra, saved_with)
+
+
+_OUTPUT_PARAMS = ("probability_col", "raw_prediction_col", "output_type", "task")

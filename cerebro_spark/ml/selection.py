@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 
 from cerebro_spark.driver import ModelRecord, SearchResult
 from cerebro_spark.errors import TrainingError
-from cerebro_spark.ml._params import HasPredictionParams
+from cerebro_spark.ml._params import HasOutputParams, HasPredictionParams
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.ml.model import KerasModel
 from cerebro_spark.store.base import Store
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-class ModelSelectionModel(Model, HasPredictionParams, Persistable):
+class ModelSelectionModel(Model, HasPredictionParams, HasOutputParams, Persistable):
     """The result of a model selection: every model's history and the best model.
 
     The best model is the one whose best epoch has the best ``evaluation_metric`` (ties go to the
@@ -239,6 +239,7 @@ class ModelSelectionModel(Model, HasPredictionParams, Persistable):
         best._set(
             prediction_col=self.getOrDefault(self.prediction_col),
             inference_batch_size=self.getOrDefault(self.inference_batch_size),
+            **{p.name: self.getOrDefault(p.name) for p in HasOutputParams().params},
         )
         return best.transform(dataset)
 

@@ -181,6 +181,7 @@ class GridSearch(_ModelSelection):
         run_id: str | None = None,
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
+        sample_weight_column: str | None = None,
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
@@ -222,6 +223,7 @@ class RandomSearch(_ModelSelection):
         run_id: str | None = None,
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
+        sample_weight_column: str | None = None,
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:

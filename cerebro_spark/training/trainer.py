@@ -21,6 +21,7 @@ from typing import Any
 from cerebro_spark.data.reader import PartitionCache, unit_seed
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.store.base import Store
+from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -88,9 +89,11 @@ def train_sub_epoch(
     data = _partitions(ctx).get_or_read(store, dataset, "train", partition)
     data = data.shuffled(unit_seed(seed, model.model_id, epoch, partition))
     t2 = time.perf_counter()
+    x_order, y_order = _column_order(keras_model, dataset)
     history = keras_model.fit(
-        data.x(), data.y(), batch_size=model.batch_size, epochs=1, shuffle=False, verbose=0
-    )
+        data.x(x_order), data.y(y_order), sample_weight=data.weights,
+        batch_size=model.batch_size, epochs=1, shuffle=False, verbose=0,
+    )  # fmt: skip
     t3 = time.perf_counter()
     version = from_version + 1
     _save_checkpoint(store, keras_model, model.checkpoint_key(version))
@@ -130,9 +133,13 @@ def evaluate(
     t2 = time.perf_counter()
     metrics: dict[str, float] = {}
     if data.rows:
+        x_order, y_order = _column_order(keras_model, dataset)
         result = keras_model.evaluate(
-            data.x(), data.y(), batch_size=model.eval_batch_size, verbose=0, return_dict=True
-        )
+            data.x(x_order), data.y(y_order), sample_weight=data.weights,
+            batch_size=model.eval_batch_size, verbose=0, return_dict=True,
+        )  # fmt: skip
+        # with sample weights, Keras' losses are per-row means of weighted losses and its metrics are
+        # unweighted: the driver's row-weighted mean over partitions stays exact for both
         metrics = {name: float(value) for name, value in result.items()}
     t3 = time.perf_counter()
     return {
@@ -140,6 +147,10 @@ def evaluate(
         "rows": data.rows,
         "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "eval_s": t3 - t2},
     }
+
+
+def _column_order(keras_model: Any, dataset: DatasetSpec) -> tuple[list[int], list[int]]:
+    return column_order(keras_model, [c.name for c in dataset.features], [c.name for c in dataset.labels])
 
 
 def _learning_rate(keras_model: Any) -> float:

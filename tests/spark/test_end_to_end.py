@@ -77,9 +77,12 @@ def test_grid_of_8_models_x_3_epochs_on_local_2(spark, rows_20k, store):
     assert board.iloc[0]["model_id"] == result.best_model_id
     assert board["val_accuracy"].iloc[0] == max(max(s["val_accuracy"]) for s in history.values())
     assert board["val_accuracy"].iloc[0] > 0.75  # the rule is learnable: far above the ~0.6 majority class
+    # a binary classifier: the probabilities and the class index
     scored = best.transform(rows_20k.limit(500)).toPandas()
     expected = best.keras().predict(np.stack(scored["features"].to_numpy()), verbose=0).reshape(-1)
-    np.testing.assert_allclose(scored["prediction"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    probability = np.stack(scored["probability"].to_numpy())[:, 1]
+    np.testing.assert_allclose(probability, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(scored["prediction"].to_numpy(), (expected > 0.5).astype(float))
 
 
 def test_same_seed_gives_identical_histories(spark, store):
@@ -124,9 +127,9 @@ def test_keras_estimator_fit_and_transform(spark, store):
     assert isinstance(fitted, KerasModel)
     assert len(fitted.history["loss"]) == len(fitted.history["val_accuracy"]) == 2
     out = fitted.transform(df)
-    assert out.columns == [*df.columns, "prediction"]
+    assert out.columns == [*df.columns, "rawPrediction", "probability", "prediction"]
     predictions = np.array([r["prediction"] for r in out.select("prediction").collect()])
-    assert predictions.shape == (1000,) and ((predictions >= 0) & (predictions <= 1)).all()
+    assert predictions.shape == (1000,) and set(predictions) <= {0.0, 1.0}
 
 
 def test_grid_on_local_cluster(tmp_path):
