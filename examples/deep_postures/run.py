@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the examples folder: `deep_postures` is a package in it
@@ -72,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def synthetic_data(args: argparse.Namespace) -> str:
     """Write the synthetic files once, in a folder named by their parameters (so the prepared data of
     another set of parameters is never reused for them)."""
+    if "://" in args.store and not args.store.startswith("file://"):
+        raise SystemExit(
+            f"Synthetic data is written to a local folder: give --data, or a local --store. "
+            f"Received: --store {args.store}."
+        )
     name = f"synthetic-{args.subjects}s-{args.days}d-{args.hours:g}h-seed{args.seed}"
     root = Path(args.store.removeprefix("file://")) / "deep_postures" / name
     if not (root / "_SUCCESS").exists():
@@ -123,16 +129,36 @@ def search_one_length(spark, args: argparse.Namespace, root: str, val_subjects: 
     return result.leaderboard(), result, stats
 
 
+def run_selection(spark, args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
+    """Both searches; returns the merged leaderboard (best first) and one summary dict per search."""
+    import pandas as pd
+
+    root = args.data or synthetic_data(args)
+    val_subjects = held_out_subjects(root, args.val_fraction, args.seed)
+    boards, runs = [], []
+    for minutes in args.minutes:
+        board, result, stats = search_one_length(spark, args, root, val_subjects, minutes)
+        boards.append(board)
+        val_not_sitting = stats.get(True, (0, 0.0))[1] or 0.0
+        runs.append({
+            "minutes": minutes, "root": root, "val_subjects": val_subjects,
+            "train_sequences": stats.get(False, (0,))[0], "val_sequences": stats.get(True, (0,))[0],
+            "val_majority": max(val_not_sitting, 1 - val_not_sitting), "result": result,
+        })  # fmt: skip
+    merged = pd.concat(boards, ignore_index=True)
+    merged = merged.sort_values("val_accuracy", ascending=False, kind="stable").reset_index(drop=True)
+    return merged, runs
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.master and args.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the loader's tasks need h5py
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("cerebro_spark").setLevel(logging.INFO)
 
-    import pandas as pd
     from pyspark.sql import SparkSession
 
     started = time.perf_counter()
@@ -142,24 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     try:
-        root = args.data or synthetic_data(args)
-        val_subjects = held_out_subjects(root, args.val_fraction, args.seed)
-        boards, summary = [], []
-        for minutes in args.minutes:
-            board, result, stats = search_one_length(spark, args, root, val_subjects, minutes)
-            boards.append(board)
-            run = result.result
-            val_not_sitting = stats.get(True, (0, 0.0))[1] or 0.0
-            summary.append(
-                f"{minutes:g} min ({windows_for(minutes)} windows): {stats.get(False, (0,))[0]} training and "
-                f"{stats.get(True, (0,))[0]} validation sequences, validation majority class "
-                f"{max(val_not_sitting, 1 - val_not_sitting):.3f}; search {run.wall_seconds:.0f}s, "
-                f"utilization {run.utilization():.2f}; run {args.store}/runs/{result.run_id}/"
+        merged, runs = run_selection(spark, args)
+        print(
+            f"\nDeepPostures data: {runs[0]['root']} (validation subjects: {', '.join(runs[0]['val_subjects'])})"
+        )
+        for r in runs:
+            run = r["result"].result
+            print(
+                f"{r['minutes']:g} min ({windows_for(r['minutes'])} windows): {r['train_sequences']} training and "
+                f"{r['val_sequences']} validation sequences, validation majority class {r['val_majority']:.3f}; "
+                f"search {run.wall_seconds:.0f}s, utilization {run.utilization():.2f}; "
+                f"run {args.store}/runs/{r['result'].run_id}/"
             )
-        merged = pd.concat(boards, ignore_index=True)
-        merged = merged.sort_values("val_accuracy", ascending=False, kind="stable").reset_index(drop=True)
-        print(f"\nDeepPostures data: {root} (validation subjects: {', '.join(val_subjects)})")
-        print("\n".join(summary))
         print(f"\nLeaderboard of {len(merged)} configurations (best validation accuracy first):")
         print(
             merged[[c for c in COLUMNS if c in merged]].to_string(
