@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install example test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean
+.PHONY: install example quickstart test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: a small grid search with MOP on a local Spark, Store under store/.
+## The main job: the tiny DeepPostures selection (16 CNN-BiLSTMs, MOP on local[2]), Store under store/.
 example: install
+	$(BIN)/python examples/deep_postures/run.py --tiny
+
+## A smaller first look: a grid of 8 MLPs on synthetic rows.
+quickstart: install
 	$(BIN)/python examples/quickstart.py
 
 ## The test suite CI runs (everything but `slow` and `gpu` tests).

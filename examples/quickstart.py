@@ -1,4 +1,4 @@
-"""A small model selection with Model Hopper Parallelism on a local Spark: `make example`.
+"""A small model selection with Model Hopper Parallelism on a local Spark: `make quickstart`.
 
 Trains a grid of 8 Keras MLPs (2 widths x 4 learning rates) for 3 epochs on 20,000 synthetic rows
 with 2 workers, using the default Store under ``store/`` at the repository root, then prints the

@@ -1,0 +1,1 @@
+"""The DeepPostures workload of the Cerebro papers: synthetic data, loader, model and grid search."""
