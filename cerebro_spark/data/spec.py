@@ -48,6 +48,8 @@ class DatasetSpec:
     val: tuple[PartitionSpec, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     format: int = METADATA_FORMAT
+    #: How workers read the partitions: "pyarrow" or "petastorm" (a choice of the run, set by ``fit``).
+    reader: str = "pyarrow"
 
     @property
     def num_partitions(self) -> int:
@@ -99,4 +101,5 @@ class DatasetSpec:
             val=parts(d.get("val", [])),
             params=dict(d.get("params", {})),
             format=fmt,
+            reader=str(d.get("reader", "pyarrow")),
         )

@@ -45,7 +45,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
         Custom layers, losses or metrics needed to load the model on the workers.
     feature_columns, label_columns : list of str
         One column per model input and per model output.
-    store, backend, validation, num_epochs, seed, verbose, run_id, tensorboard, mlflow_experiment
+    store, backend, validation, num_epochs, seed, verbose, run_id, tensorboard, mlflow_experiment, reader
         See :class:`~cerebro_spark.ml._params.HasDataParams`.
 
     Examples
@@ -92,6 +92,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams):
         run_id: str | None = None,
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
+        reader: str = "pyarrow",
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:

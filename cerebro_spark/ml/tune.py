@@ -122,6 +122,7 @@ class GridSearch(_ModelSelection):
         run_id: str | None = None,
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
+        reader: str = "pyarrow",
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
@@ -163,6 +164,7 @@ class RandomSearch(_ModelSelection):
         run_id: str | None = None,
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
+        reader: str = "pyarrow",
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
