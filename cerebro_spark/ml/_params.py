@@ -217,9 +217,10 @@ class HasDataParams(Params):
         ----------
         prepared : str or DatasetSpec
             Data prepared by an earlier fit: its fingerprint, its key ``"data/<fingerprint>"`` or its
-            :class:`~cerebro_spark.data.spec.DatasetSpec` (``result.dataset``); or the Store key or URL of
-            a Parquet directory (for example a Petastorm dataset of scalar and array fields), which is
-            read with Spark and divided into one partition per worker, once: later calls reuse it.
+            :class:`~cerebro_spark.data.spec.DatasetSpec`; or the Store key, path or URL of a Parquet
+            directory of numeric or array columns (such as a plain Parquet or Petastorm batch-reader
+            dataset), read with Spark and divided into one partition per worker once: later calls reuse
+            it (docs/petastorm.md).
 
         Returns
         -------
