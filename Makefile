@@ -30,7 +30,7 @@ $(PSTAMP): pyproject.toml $(PETASTORM_ENV)
 install-petastorm: $(PSTAMP)
 
 ## The data path and end-to-end training in that environment (a few minutes on 2 cores).
-PETASTORM_TESTS := tests/unit/test_reader.py tests/unit/test_reader_param.py tests/petastorm \
+PETASTORM_TESTS := tests/unit/test_reader.py tests/unit/test_reader_param.py tests/petastorm_env \
 	tests/spark/test_prepare.py::test_arrays_nested_arrays_vectors_and_several_labels_round_trip \
 	tests/spark/test_prepare.py::test_vector_assembler_output_dense_and_sparse_rows \
 	tests/spark/test_prepare.py::test_reuse_returns_the_same_spec_without_any_job_or_write \
