@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install example quickstart test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean
+.PHONY: install example quickstart test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean \
+	install-petastorm test-petastorm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +14,31 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## The second environment: Petastorm 0.13.1 on pyspark 3.5, pyarrow 14, numpy 1 (docs/petastorm.md).
+PVENV    := .venv-petastorm
+PBIN     := $(PVENV)/bin
+PSTAMP   := $(PVENV)/.installed
+PETASTORM_ENV := ci/petastorm-env.txt
+
+$(PSTAMP): pyproject.toml $(PETASTORM_ENV)
+	@test -x $(PBIN)/python || $(PYTHON) -m venv $(PVENV)
+	$(PBIN)/python -m pip install --quiet --upgrade pip
+	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,dev]'
+	@touch $(PSTAMP)
+
+install-petastorm: $(PSTAMP)
+
+## The data path and end-to-end training in that environment (a few minutes on 2 cores).
+PETASTORM_TESTS := tests/unit/test_reader.py tests/unit/test_reader_param.py tests/petastorm_env \
+	tests/spark/test_prepare.py::test_arrays_nested_arrays_vectors_and_several_labels_round_trip \
+	tests/spark/test_prepare.py::test_vector_assembler_output_dense_and_sparse_rows \
+	tests/spark/test_prepare.py::test_reuse_returns_the_same_spec_without_any_job_or_write \
+	tests/spark/test_prepared_data.py \
+	tests/spark/test_end_to_end.py::test_keras_estimator_fit_and_transform
+
+test-petastorm: install-petastorm
+	$(PBIN)/python -m pytest -m "not slow and not gpu" -q $(PETASTORM_TESTS)
 
 ## The main job: the tiny DeepPostures selection (16 CNN-BiLSTMs, MOP on local[2]), Store under store/.
 example: install

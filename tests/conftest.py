@@ -7,10 +7,47 @@ another master, e.g. ``local-cluster[2,1,1024]``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 
 import pytest
+
+#: The stack a run is tested on, printed in pytest's header: ``make test`` and ``make test-petastorm``
+#: run on different ones (see docs/petastorm.md).
+STACK = ("pyspark", "pyarrow", "numpy", "pandas", "tensorflow", "keras", "petastorm")
+
+
+def pytest_configure(config):
+    # Spark 3.5 (the Petastorm environment) still compares versions with distutils' LooseVersion.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:distutils Version classes are deprecated:DeprecationWarning"
+    )
+
+
+def pytest_report_header(config):
+    """One header line with the versions of the stack under test (without importing any of it)."""
+    return _stack_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """With ``-q`` pytest shows no header: the stack line then comes with the summary."""
+    if config.get_verbosity() < 0:
+        terminalreporter.write_line(_stack_line())
+
+
+def _stack_line():
+    versions = []
+    for name in STACK:
+        found = None
+        for dist in (name, f"{name}-cpu") if name == "tensorflow" else (name,):
+            try:
+                found = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        versions.append(f"{name} {found or 'not installed'}")
+    return "stack: " + ", ".join(versions)
 
 
 @pytest.fixture(scope="session")

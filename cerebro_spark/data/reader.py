@@ -121,6 +121,10 @@ def read_partition(store: Store, spec: DatasetSpec, split: str, index: int) -> P
     >>> model.fit(data.x(), data.y(), epochs=1)  # doctest: +SKIP
     """
     part = _partition(spec, split, index)
+    if spec.reader == "petastorm":  # the optional reader: its own module, its own environment
+        from cerebro_spark.data._petastorm import read_partition_petastorm
+
+        return read_partition_petastorm(store, spec, part)
     weight = (spec.weight,) if spec.weight is not None else ()
     table = _read_table(store, part, [c.name for c in spec.features + spec.labels + weight])
     if table.num_rows != part.rows:

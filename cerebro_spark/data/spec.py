@@ -55,6 +55,8 @@ class DatasetSpec:
     weight: ColumnSpec | None = None
     train_weight: float = 0.0
     val_weight: float = 0.0
+    #: How workers read the partitions: "pyarrow" or "petastorm" (a choice of the run, set by ``fit``).
+    reader: str = "pyarrow"
 
     @property
     def num_partitions(self) -> int:
@@ -109,6 +111,7 @@ class DatasetSpec:
             weight=cols([d["weight"]])[0] if d.get("weight") else None,
             train_weight=float(d.get("train_weight", 0.0)),
             val_weight=float(d.get("val_weight", 0.0)),
+            reader=str(d.get("reader", "pyarrow")),
         )
 
 

@@ -8,6 +8,7 @@ data is prepared (or reused), then models are written to the Store and trained.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -20,7 +21,7 @@ from pyspark.sql import DataFrame
 
 from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.backend.base import Backend
-from cerebro_spark.data.prepare import prepare_data
+from cerebro_spark.data.prepare import load_prepared, prepare_data
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
 from cerebro_spark.driver.control import SearchControl
@@ -49,6 +50,17 @@ logger = logging.getLogger(__name__)
 #: Seed of the train/validation split when the user gives none: the split stays reproducible and
 #: prepared data stays reusable between fits.
 DEFAULT_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What ``fit_on_prepared_data`` passes to ``fit`` instead of a DataFrame: prepared data to train on.
+
+    ``source`` is a :class:`DatasetSpec`, a fingerprint or ``"data/<fingerprint>"`` key of data prepared
+    earlier in the Store, or the Store key or URL of a Parquet directory to prepare once.
+    """
+
+    source: DatasetSpec | str
 
 
 @dataclass
@@ -93,7 +105,7 @@ def resolve_run(owner: HasDataParams) -> tuple[str, int]:
 
 def run_search(
     owner: HasDataParams,
-    df: DataFrame | None,
+    df: DataFrame | PreparedData | None,
     algorithm: SearchAlgorithm,
     make_estimator: Callable[[Trial], KerasEstimator],
     *,
@@ -119,7 +131,13 @@ def run_search(
     check_store_writable(store)
 
     validation = owner.getOrDefault(owner.validation)
-    if metric.startswith("val_") and validation in (None, 0):
+    reader = owner.getReader()
+    if reader == "petastorm":
+        from cerebro_spark.data._petastorm import import_petastorm
+
+        import_petastorm()  # on the driver, before any job: a clear error where Petastorm is missing
+    prepared = isinstance(df, PreparedData)
+    if metric.startswith("val_") and validation in (None, 0) and not prepared:
         raise InvalidParamError(
             f"The evaluation metric {metric!r} needs validation data, but validation is {validation!r}. "
             "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
@@ -131,18 +149,20 @@ def run_search(
     if dataset is None:
         if df is None:
             raise InvalidParamError("run_search needs a DataFrame or prepared data. Received neither.")
-        sc = df.sparkSession.sparkContext
-        with (
-            driver_python_on_local_master(sc),
-            _job_description(sc, f"cerebro_spark run {run_id}: preparing data"),
-        ):
-            dataset = prepare_data(
-                df, store,
-                feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
-                num_partitions=backend.num_workers, validation=validation,
-                seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
-                sample_weight_column=owner.getOrDefault(owner.sample_weight_column),
-            )  # fmt: skip
+        if isinstance(df, PreparedData):
+            dataset = resolve_prepared(owner, df.source, store, backend.num_workers, run_id)
+            if metric.startswith("val_") and not dataset.has_validation:
+                raise InvalidParamError(
+                    f"The evaluation metric {metric!r} needs validation data, but the prepared data "
+                    f"{dataset.root!r} has none. Rank by a training metric such as 'loss'."
+                )
+        else:
+            dataset = _prepare(owner, df, store, backend.num_workers, run_id, validation)
+    if reader == "petastorm":
+        from cerebro_spark.data._petastorm import check_columns
+
+        check_columns(dataset)
+    dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
     for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
@@ -193,6 +213,93 @@ def _existing_model_spec(run_id: str, trial: Trial, est: KerasEstimator) -> Mode
         run_id=run_id, model_id=trial.model_id, batch_size=est.getBatchSize(), custom_objects=custom,
         params=dict(trial.params), structure_key=structure_key(compiled_model(est), custom),
     )  # fmt: skip
+
+
+def _prepare(
+    owner: HasDataParams, df: DataFrame, store: Store, num_workers: int, run_id: str, validation: Any
+) -> DatasetSpec:
+    sc = df.sparkSession.sparkContext
+    user_seed = owner.getSeed()
+    with (
+        driver_python_on_local_master(sc),
+        _job_description(sc, f"cerebro_spark run {run_id}: preparing data"),
+    ):
+        return prepare_data(
+            df, store,
+            feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
+            num_partitions=num_workers, validation=validation,
+            seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
+            sample_weight_column=owner.getOrDefault(owner.sample_weight_column),
+        )  # fmt: skip
+
+
+def resolve_prepared(
+    owner: HasDataParams, source: DatasetSpec | str, store: Store, num_workers: int, run_id: str
+) -> DatasetSpec:
+    """The prepared data ``fit_on_prepared_data`` trains on, checked against the owner's params.
+
+    A fingerprint, a ``data/<fingerprint>`` key or a DatasetSpec names data prepared earlier; any other
+    string is a Parquet directory (a Store key, or a URL or path Spark reads), prepared once (and reused
+    by fingerprint) with the owner's columns, validation and seed.
+    """
+    if isinstance(source, DatasetSpec):
+        source = source.root
+    if not isinstance(source, str) or not source.strip("/"):
+        raise InvalidParamError(
+            "fit_on_prepared_data takes a DatasetSpec, a fingerprint, a 'data/<fingerprint>' key or the "
+            f"path of a Parquet directory. Received: {source!r}."
+        )
+    name = source.strip("/")
+    root = name if "/" in name else layout.data_root(name)
+    if store.exists(f"{root}/_metadata.json"):
+        dataset = load_prepared(store, root)
+    else:
+        dataset = _prepare_directory(owner, source, store, num_workers, run_id)
+    wanted = (owner.getFeatureColumns(), owner.getLabelColumns())
+    found = ([c.name for c in dataset.features], [c.name for c in dataset.labels])
+    if tuple(wanted) != found:
+        raise DataError(
+            f"The prepared data {dataset.root!r} has feature columns {found[0]} and label columns "
+            f"{found[1]}, but feature_columns={wanted[0]} and label_columns={wanted[1]} were given."
+        )
+    weight = owner.getOrDefault(owner.sample_weight_column)
+    if (dataset.weight.name if dataset.weight is not None else None) != weight:
+        raise DataError(
+            f"The prepared data {dataset.root!r} has sample weight column "
+            f"{dataset.weight.name if dataset.weight is not None else None!r}, but "
+            f"sample_weight_column={weight!r} was given."
+        )
+    if dataset.num_partitions != num_workers:
+        raise DataError(
+            f"The prepared data {dataset.root!r} has {dataset.num_partitions} training partitions, one per "
+            f"worker, but the backend has {num_workers} workers. Use a backend with "
+            f"{dataset.num_partitions} workers, or prepare the data again for {num_workers}."
+        )
+    return dataset
+
+
+def _prepare_directory(
+    owner: HasDataParams, path: str, store: Store, num_workers: int, run_id: str
+) -> DatasetSpec:
+    """A Parquet directory (e.g. a Petastorm dataset of scalar and array fields) -> prepared data, once."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise InvalidParamError(
+            f"fit_on_prepared_data({path!r}): no prepared data has that name in Store {store.url!r}, and "
+            "reading it as a Parquet directory needs an active SparkSession."
+        )
+    local = store.local_path(path) if "://" not in path and not path.startswith("/") else None
+    where = local or path
+    try:
+        df = spark.read.parquet(where)
+    except Exception as e:  # Spark's AnalysisException: no such path, or no Parquet there
+        raise DataError(
+            f"fit_on_prepared_data({path!r}): neither prepared data in Store {store.url!r} nor a Parquet "
+            f"directory Spark can read at {where!r}: {e}"
+        ) from e
+    return _prepare(owner, df, store, num_workers, run_id, owner.getOrDefault(owner.validation))
 
 
 def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None) -> KerasEstimator:
@@ -332,7 +439,7 @@ def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
 #: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
 SHARED_PARAMS = (
     "store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id", "tensorboard",
-    "mlflow_experiment", "sample_weight_column",
+    "mlflow_experiment", "sample_weight_column", "reader",
 )  # fmt: skip
 
 

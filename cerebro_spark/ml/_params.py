@@ -94,6 +94,7 @@ CONSTRAINTS: dict[str, Callable[[Any], str | None]] = {
     "run_id": _optional(_non_empty_str),
     "tensorboard": _instance_of(bool, "a bool"),
     "mlflow_experiment": _optional(_non_empty_str),
+    "reader": _one_of("pyarrow", "petastorm"),
     "evaluation_metric": _non_empty_str,
     "mode": _one_of("auto", "min", "max"),
     "num_models": _int_at_least(1),
@@ -178,10 +179,16 @@ class HasDataParams(Params):
         "name of a numeric column of per-row weights (>= 0), passed to Keras' fit and evaluate as "
         "sample_weight; None (default): every row weighs 1.",
     )
+    reader: Param[str] = _param(
+        "reader",
+        "how workers read prepared partitions: 'pyarrow' (default) or 'petastorm' (Petastorm's "
+        "make_batch_reader; needs the petastorm extra and its environment, see docs/petastorm.md).",
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
+            reader="pyarrow",
             backend=None,
             validation=None,
             num_epochs=1,
@@ -210,6 +217,40 @@ class HasDataParams(Params):
 
     def getSeed(self) -> int | None:
         return self.getOrDefault(self.seed)  # type: ignore[no-any-return]
+
+    def getReader(self) -> str:
+        return self.getOrDefault(self.reader)  # type: ignore[no-any-return]
+
+    def fit_on_prepared_data(self, prepared: Any) -> Any:
+        """Train on data already in the Store instead of a DataFrame (no preparation job).
+
+        Parameters
+        ----------
+        prepared : str or DatasetSpec
+            Data prepared by an earlier fit: its fingerprint, its key ``"data/<fingerprint>"`` or its
+            :class:`~cerebro_spark.data.spec.DatasetSpec`; or the Store key, path or URL of a Parquet
+            directory of numeric or array columns (such as a plain Parquet or Petastorm batch-reader
+            dataset), read with Spark and divided into one partition per worker once: later calls reuse
+            it (docs/petastorm.md).
+
+        Returns
+        -------
+        KerasModel or ModelSelectionModel
+            What ``fit`` returns.
+
+        Raises
+        ------
+        DataError
+            If nothing prepared is there, or it was prepared for other columns or another number of
+            workers.
+
+        Examples
+        --------
+        >>> result = GridSearch(...).fit_on_prepared_data("data/0123abcd")  # doctest: +SKIP
+        """
+        from cerebro_spark.ml._fit import PreparedData
+
+        return self.fit(PreparedData(prepared))  # type: ignore[attr-defined]
 
 
 class HasPredictionParams(Params):

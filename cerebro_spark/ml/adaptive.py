@@ -125,7 +125,7 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
         num_models: int = 27, min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -163,7 +163,7 @@ class HyperbandSearch(_AdaptiveSelection):
         min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -214,7 +214,7 @@ class ASHASearch(_AdaptiveSelection):
         max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -255,7 +255,7 @@ class TPESearch(_AdaptiveSelection):
         num_models: int = 20, num_epochs: int = 1, max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, prediction_col: str = "prediction",
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:  # fmt: skip
         super().__init__()

@@ -46,7 +46,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         Custom layers, losses or metrics needed to load the model on the workers.
     feature_columns, label_columns : list of str
         One column per model input and per model output.
-    store, backend, validation, num_epochs, seed, verbose, run_id, tensorboard, mlflow_experiment
+    store, backend, validation, num_epochs, seed, verbose, run_id, tensorboard, mlflow_experiment, reader
         See :class:`~cerebro_spark.ml._params.HasDataParams`.
     sample_weight_column : str, optional
         A numeric column of per-row weights, passed to Keras' ``fit`` and ``evaluate`` as ``sample_weight``.
@@ -97,6 +97,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
         sample_weight_column: str | None = None,
+        reader: str = "pyarrow",
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:

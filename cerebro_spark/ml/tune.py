@@ -182,6 +182,7 @@ class GridSearch(_ModelSelection):
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
         sample_weight_column: str | None = None,
+        reader: str = "pyarrow",
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
@@ -224,6 +225,7 @@ class RandomSearch(_ModelSelection):
         tensorboard: bool = True,
         mlflow_experiment: str | None = None,
         sample_weight_column: str | None = None,
+        reader: str = "pyarrow",
         prediction_col: str = "prediction",
         inference_batch_size: int = 1024,
     ) -> None:
