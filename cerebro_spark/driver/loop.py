@@ -321,6 +321,14 @@ class MopDriver:
         if not result.ok or model_id in self._failing:
             self._on_failure(a, result)
             return
+        loss = result.value["metrics"].get("loss")
+        if loss is not None and not math.isfinite(loss):  # diverged: the model fails, the others go on
+            error = (
+                f"The loss became {loss} ({a.unit.kind.value} unit, epoch {a.unit.epoch}, partition "
+                f"{a.unit.partition}): the model diverged. Lower its learning rate or clip its gradients."
+            )
+            self._on_failure(a, replace(result, ok=False, error=error))
+            return
         value = result.value
         record = self.models[model_id]
         if a.unit.kind is UnitKind.TRAIN:

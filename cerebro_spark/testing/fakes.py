@@ -10,6 +10,7 @@ tests can check which model is best. ``params["fail_at_epoch"]`` makes a model r
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -31,7 +32,8 @@ def train(ctx: Any, *, store: Any, dataset: Any, model: Any, epoch: int, partiti
     store.write_bytes(model.checkpoint_key(version), f"{model.model_id}:{version}".encode())
     rate = float(model.params.get("rate", 1.0))
     rows = dataset.train[partition].rows
-    return {"metrics": {"loss": 1.0 / (1.0 + rate * version)}, "rows": rows, "version": version,
+    loss = math.nan if model.params.get("nan_at_epoch") == epoch else 1.0 / (1.0 + rate * version)
+    return {"metrics": {"loss": loss}, "rows": rows, "version": version,
             "timings": {"load_s": 0.0, "read_s": 0.0, "train_s": 0.0, "save_s": 0.0}}  # fmt: skip
 
 

@@ -155,3 +155,13 @@ def test_an_algorithm_that_leaves_models_paused_is_an_error(store):
                        settings, tasks=FAKES)  # fmt: skip
     with pytest.raises(TrainingError, match=r"left models \['m0000'\] paused"):
         driver.run()
+
+
+def test_a_model_whose_loss_becomes_nan_fails_and_the_others_finish(store):
+    result = make_driver(store, {"rate": hp_choice([1.0, 2.0]), "nan_at_epoch": hp_choice([None, 2])}).run()
+    failed = [m for m in result.models.values() if m.status == "failed"]
+    assert [m.params["nan_at_epoch"] for m in failed] == [2, 2]
+    assert all("The loss became nan" in m.error and "diverged" in m.error for m in failed)
+    assert all(m.epochs == 1 for m in failed)  # the partial history is kept
+    assert all(m.epochs == 3 for m in result.models.values() if m.status == "completed")
+    assert result.best_model_id in {m.model_id for m in result.models.values() if m.status == "completed"}
