@@ -52,8 +52,8 @@ from pyspark.sql import SparkSession
 from pyspark.ml import PipelineModel
 spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
 model = PipelineModel.load(sys.argv[1])
-scored = model.transform(spark.read.parquet(sys.argv[2])).select("id", "prediction").orderBy("id")
-json.dump([(r.id, list(r.prediction)) for r in scored.collect()], open(sys.argv[3], "w"))
+scored = model.transform(spark.read.parquet(sys.argv[2])).select("id", "prediction", "probability").orderBy("id")
+json.dump([(r.id, r.prediction, list(r.probability)) for r in scored.collect()], open(sys.argv[3], "w"))
 """
 
 
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     model.write().overwrite().save(str(out / "pipeline_model"))
     test.write.mode("overwrite").parquet(str(out / "test.parquet"))
     here = [
-        (r.id, list(r.prediction))
-        for r in model.transform(test).select("id", "prediction").orderBy("id").collect()
+        (r.id, r.prediction, list(r.probability))
+        for r in model.transform(test).select("id", "prediction", "probability").orderBy("id").collect()
     ]
     env = {
         **os.environ,
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> None:
          str(out / "predictions.json")],
         env=env, check=True,
     )  # fmt: skip
-    there = [(i, p) for i, p in json.loads((out / "predictions.json").read_text())]
+    there = [(i, p, q) for i, p, q in json.loads((out / "predictions.json").read_text())]
     accuracy = np.mean(
-        [np.argmax(p) == label for (_, p), label in zip(here, _labels(model, test), strict=True)]
+        [p == label for (_, p, _), label in zip(here, _labels(model, test), strict=True)]
     )
     print(f"saved to {out / 'pipeline_model'}; a new process loaded it and scored {len(there)} rows")
     print(f"identical predictions: {here == there}; held-out accuracy of the best model: {accuracy:.3f}")

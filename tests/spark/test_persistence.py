@@ -87,8 +87,8 @@ def test_pipeline_model_predicts_the_same_in_a_new_process(spark, fitted):
     test.write.parquet(str(tmp / "test.parquet"))
     model.write().overwrite().save(str(tmp / "pipeline_model"))
     expected = [
-        (r.id, list(r.prediction))
-        for r in model.transform(test).select("id", "prediction").orderBy("id").collect()
+        (r.id, r.prediction, list(r.probability))
+        for r in model.transform(test).select("id", "prediction", "probability").orderBy("id").collect()
     ]
 
     script = textwrap.dedent(f"""
@@ -98,7 +98,7 @@ def test_pipeline_model_predicts_the_same_in_a_new_process(spark, fitted):
         spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
         model = PipelineModel.load({str(tmp / "pipeline_model")!r})
         out = model.transform(spark.read.parquet({str(tmp / "test.parquet")!r}))
-        rows = [(r.id, list(r.prediction)) for r in out.select("id", "prediction").orderBy("id").collect()]
+        rows = [(r.id, r.prediction, list(r.probability)) for r in out.select("id", "prediction", "probability").orderBy("id").collect()]
         with open({str(tmp / "predictions.json")!r}, "w") as f:
             json.dump(rows, f)
     """)
@@ -112,7 +112,7 @@ def test_pipeline_model_predicts_the_same_in_a_new_process(spark, fitted):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=500
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    got = [(i, p) for i, p in json.loads((tmp / "predictions.json").read_text())]
+    got = [(i, p, q) for i, p, q in json.loads((tmp / "predictions.json").read_text())]
     assert len(got) == 40 and got == expected  # identical floats, not close ones
 
 
