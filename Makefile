@@ -35,7 +35,7 @@ PETASTORM_TESTS := tests/unit/test_reader.py tests/unit/test_reader_param.py tes
 	tests/spark/test_prepare.py::test_vector_assembler_output_dense_and_sparse_rows \
 	tests/spark/test_prepare.py::test_reuse_returns_the_same_spec_without_any_job_or_write \
 	tests/spark/test_prepared_data.py \
-	tests/spark/test_end_to_end.py::test_keras_estimator_fit_and_transform
+	tests/spark/test_end_to_end.py::test_keras_estimator_fit_and_transform tests/spark/test_inference.py
 
 test-petastorm: install-petastorm
 	$(PBIN)/python -m pytest -m "not slow and not gpu" -q $(PETASTORM_TESTS)

@@ -218,10 +218,19 @@ def _arrow_udf(fn: Any, return_type: T.DataType) -> Any:
     import pandas as pd
 
     def via_pandas(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        arrays = (pa.StructArray.from_pandas(frame) if len(frame) else None for frame in frames)
-        for result in fn(a for a in arrays if a is not None):
-            yield pa.Table.from_arrays(result.flatten(), names=result.type.names).to_pandas()
+        def as_struct(frame: pd.DataFrame) -> pa.StructArray:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            return pa.StructArray.from_arrays(
+                [column.combine_chunks() for column in table.columns], names=table.column_names
+            )
 
+        for result in fn(as_struct(frame) for frame in frames if len(frame)):
+            names = [field.name for field in result.type]  # (StructType.names is pyarrow >= 15)
+            yield pa.Table.from_arrays(result.flatten(), names=names).to_pandas()
+
+    # the hints as objects: this module's string annotations would not resolve (pandas is imported here)
+    via_pandas.__annotations__ = {"frames": Iterator[pd.DataFrame], "return": Iterator[pd.DataFrame]}
+    via_pandas.__name__ = fn.__name__  # the plan shows the same UDF name on every Spark version
     return F.pandas_udf(via_pandas, return_type)  # type: ignore[call-overload]
 
 
