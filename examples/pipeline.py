@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         env=env, check=True,
     )  # fmt: skip
     there = [(i, p, q) for i, p, q in json.loads((out / "predictions.json").read_text())]
-    accuracy = np.mean(
-        [p == label for (_, p, _), label in zip(here, _labels(model, test), strict=True)]
-    )
+    accuracy = np.mean([p == label for (_, p, _), label in zip(here, _labels(model, test), strict=True)])
     print(f"saved to {out / 'pipeline_model'}; a new process loaded it and scored {len(there)} rows")
     print(f"identical predictions: {here == there}; held-out accuracy of the best model: {accuracy:.3f}")
     spark.stop()
