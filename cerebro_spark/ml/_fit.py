@@ -330,7 +330,8 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
     for tensor, index in zip(model.outputs, y_order, strict=True):
         label = dataset.labels[index]
         produced = tuple(tensor.shape[1:])
-        if len(label.shape) == 1 and label.shape[0] > 1 and produced != label.shape:  # e.g. one-hot labels
+        sparse = produced[:-1] == label.shape  # class indices, one per step (sequence labels)
+        if len(label.shape) == 1 and label.shape[0] > 1 and produced != label.shape and not sparse:
             raise DataError(
                 f"Model {model_id!r} has an output of shape {produced} (per row) but label column "
                 f"{label.name!r} has rows of shape {label.shape}. Expected an output of shape "
