@@ -121,7 +121,3 @@ def weighted_means(parts: Iterable[tuple[Mapping[str, float], int]]) -> dict[str
             terms.setdefault(name, []).append(float(value) * rows)
             weights[name] = weights.get(name, 0) + rows
     return {name: math.fsum(terms[name]) / weights[name] for name in terms}
-
-
-def is_finite_metrics(metrics: Mapping[str, float]) -> bool:
-    return all(math.isfinite(v) for v in metrics.values())
