@@ -1,9 +1,10 @@
 """The optional Petastorm reader (``reader="petastorm"``): one prepared partition through ``make_batch_reader``.
 
-The only module that imports Petastorm, lazily. Petastorm 0.13.1 reads only with pyarrow < 15 and numpy < 2,
-so it has an extra and an environment of its own (docs/petastorm.md). It reads the partition's Parquet file
-row group by row group, in file order, so it gives the same rows in the same order as the default pyarrow
-reader; the worker then shuffles them per unit as usual.
+It imports Petastorm lazily (so does :mod:`cerebro_spark.data._petastorm_dataset`, for a Petastorm dataset's
+Unischema). Petastorm 0.13.1 reads only with pyarrow < 15 and numpy < 2, so it has an extra and an
+environment of its own (docs/petastorm.md). It reads the partition's Parquet file row group by row group, in
+file order, so it gives the same rows in the same order as the default pyarrow reader; the worker then
+shuffles them per unit as usual.
 """
 
 from __future__ import annotations

@@ -251,7 +251,8 @@ def resolve_prepared(
         )
     name = source.strip("/")
     root = name if "/" in name else layout.data_root(name)
-    if store.exists(f"{root}/_metadata.json"):
+    outside = "://" in source or source.startswith("/")  # a URL or path, not a key in the Store
+    if not outside and store.exists(f"{root}/_metadata.json"):
         dataset = load_prepared(store, root)
     else:
         dataset = _prepare_directory(owner, source, store, num_workers, run_id)
@@ -281,8 +282,12 @@ def resolve_prepared(
 def _prepare_directory(
     owner: HasDataParams, path: str, store: Store, num_workers: int, run_id: str
 ) -> DatasetSpec:
-    """A Parquet directory (e.g. a Petastorm dataset of scalar and array fields) -> prepared data, once."""
+    """A Parquet directory -> prepared data, once. A Petastorm dataset's codec fields (arrays stored as
+    ``.npy`` bytes) are decoded on the way, in the preparation job (see
+    :mod:`cerebro_spark.data._petastorm_dataset`)."""
     from pyspark.sql import SparkSession
+
+    from cerebro_spark.data._petastorm_dataset import decode_codec_columns
 
     spark = SparkSession.getActiveSession()
     if spark is None:
@@ -290,8 +295,12 @@ def _prepare_directory(
             f"fit_on_prepared_data({path!r}): no prepared data has that name in Store {store.url!r}, and "
             "reading it as a Parquet directory needs an active SparkSession."
         )
-    local = store.local_path(path) if "://" not in path and not path.startswith("/") else None
-    where = local or path
+    options: dict[str, Any] | None = None
+    if "://" in path or path.startswith("/"):
+        where = path
+    else:  # a key in the Store
+        where = store.local_path(path) or f"{store.url.rstrip('/')}/{path}"
+        options = getattr(store, "_storage_options", None)
     try:
         df = spark.read.parquet(where)
     except Exception as e:  # Spark's AnalysisException: no such path, or no Parquet there
@@ -299,6 +308,9 @@ def _prepare_directory(
             f"fit_on_prepared_data({path!r}): neither prepared data in Store {store.url!r} nor a Parquet "
             f"directory Spark can read at {where!r}: {e}"
         ) from e
+    weight = owner.getOrDefault(owner.sample_weight_column)
+    columns = [*owner.getFeatureColumns(), *owner.getLabelColumns(), *([weight] if weight else [])]
+    df = decode_codec_columns(df, where, columns, options)
     return _prepare(owner, df, store, num_workers, run_id, owner.getOrDefault(owner.validation))
 
 

@@ -229,9 +229,10 @@ class HasDataParams(Params):
         prepared : str or DatasetSpec
             Data prepared by an earlier fit: its fingerprint, its key ``"data/<fingerprint>"`` or its
             :class:`~cerebro_spark.data.spec.DatasetSpec`; or the Store key, path or URL of a Parquet
-            directory of numeric or array columns (such as a plain Parquet or Petastorm batch-reader
-            dataset), read with Spark and divided into one partition per worker once: later calls reuse
-            it (docs/petastorm.md).
+            directory of numeric or array columns, or a Petastorm dataset written by
+            ``materialize_dataset`` (its ``NdarrayCodec`` fields are decoded; this needs Petastorm), read
+            with Spark and divided into one partition per worker once: later calls reuse it
+            (docs/petastorm.md).
 
         Returns
         -------

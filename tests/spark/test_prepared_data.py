@@ -77,3 +77,39 @@ def test_prepared_data_must_match_the_params(spark, frame, store):
         grid_search(store).fit_on_prepared_data(spec)
     with pytest.raises(DataError, match=r"neither prepared data in Store .* nor a Parquet directory"):
         grid_search(store).fit_on_prepared_data("no/such/folder")
+
+
+def test_a_petastorm_codec_field_needs_petastorm(spark, store, monkeypatch):
+    """A Parquet directory whose _common_metadata holds a Unischema (as Petastorm's materialize_dataset
+    writes it) and whose feature is binary (NdarrayCodec's .npy bytes): without Petastorm, a clear error."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from cerebro_spark.data._petastorm_dataset import UNISCHEMA_KEY
+    from cerebro_spark.errors import DataError
+
+    def npy(values):
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(values, dtype=np.float32))
+        return bytearray(buffer.getvalue())
+
+    rows = [(npy([i, -i, 0.5]), i % 2) for i in range(8)]
+    directory = store.local_path("external/sensors")
+    spark.createDataFrame(rows, "features binary, label int").coalesce(1).write.parquet(directory)
+    plain = grid_search(store, validation=None, evaluation_metric="loss")
+    with pytest.raises(DataError, match=r"Feature column 'features' must be numeric.*Received: binary"):
+        plain.fit_on_prepared_data("external/sensors")  # binary, but no Unischema: not Petastorm's
+
+    schema = pq.read_schema(next(Path(directory).glob("*.parquet")))
+    pq.write_metadata(
+        schema.with_metadata({UNISCHEMA_KEY: b"a pickled Unischema"}), f"{directory}/_common_metadata"
+    )
+    for name in ("petastorm", "petastorm.etl", "petastorm.etl.dataset_metadata"):
+        monkeypatch.setitem(sys.modules, name, None)  # not installed (as in the main environment)
+    with pytest.raises(
+        DataError, match=r"'features' of the Petastorm dataset .* needs Petastorm, .* not installed"
+    ):
+        plain.fit_on_prepared_data("external/sensors")
+    assert store.listdir("data") == []  # nothing prepared
