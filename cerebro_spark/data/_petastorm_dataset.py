@@ -141,9 +141,9 @@ def _field_layout(name: str, field: Any, url: str) -> tuple[int, bool]:
     codec = type(field.codec).__name__
     if codec not in _NUMPY_CODECS:
         raise DataError(
-            f"Field {name!r} of the Petastorm dataset {url!r} uses {codec}: fit_on_prepared_data decodes "
-            f"fields stored with {' or '.join(_NUMPY_CODECS)} (and reads ScalarCodec fields as they are). "
-            "Decode it into an array column with Spark first."
+            f"Field {name!r} of the Petastorm dataset {url!r} is binary, stored with {codec}: "
+            f"fit_on_prepared_data decodes binary fields stored with {' or '.join(_NUMPY_CODECS)}. "
+            "Decode it into a numeric or array column with Spark first."
         )
     shape = tuple(field.shape)
     if len(shape) > _MAX_DIMENSIONS:

@@ -184,3 +184,28 @@ def test_a_petastorm_field_that_does_not_fit_the_model_fails_before_training(spa
     ):
         est.fit_on_prepared_data(url)
     assert not store.exists("runs/misfit")  # no model written, nothing trained
+
+
+def test_fields_that_cannot_be_decoded_are_named():
+    """No JVM: the Unischema fields the take-in refuses, each with a DataError naming it."""
+    from petastorm.codecs import NdarrayCodec, ScalarCodec
+    from petastorm.unischema import UnischemaField
+    from pyspark.sql.types import BinaryType
+
+    from cerebro_spark.data._petastorm_dataset import _field_layout
+    from cerebro_spark.errors import DataError
+
+    variable = UnischemaField("v", np.float64, (None,), NdarrayCodec(), False)
+    assert _field_layout("v", variable, "u") == (1, False)  # lengths are checked when preparing
+    assert _field_layout("m", UnischemaField("m", np.uint8, (2, 2), NdarrayCodec(), False), "u") == (2, True)
+    refused = {
+        r"'raw' .* binary, stored with ScalarCodec":
+            UnischemaField("raw", np.bytes_, (), ScalarCodec(BinaryType()), False),
+        r"'cube' .* rows of shape \(4, 4, 3\)": UnischemaField("cube", np.float32, (4, 4, 3), NdarrayCodec(), False),
+        r"'s' .* holds <U\d* values": UnischemaField("s", np.str_, (2,), NdarrayCodec(), False),
+    }  # fmt: skip
+    for message, field in refused.items():
+        with pytest.raises(DataError, match=message):
+            _field_layout(field.name, field, "u")
+    with pytest.raises(DataError, match=r"'gone' .* not a field of its Unischema"):
+        _field_layout("gone", None, "u")
