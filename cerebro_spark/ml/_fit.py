@@ -165,6 +165,7 @@ def run_search(
     dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
+        check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
     for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
         check_metric_is_reported(est, dataset, metric, model_id)
 
@@ -347,6 +348,18 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} expects input shape {expected} (per row) but feature column "
                 f"{column.name!r} has rows of shape {column.shape}."
             )
+
+
+def check_prediction_plan(model: Any, source: Any) -> None:
+    """The prediction params of ``source`` (the search, or the estimator itself) fit ``model``'s outputs:
+    ``task='classification'`` needs outputs of shape (classes,). Checked before training, not at transform."""
+    from cerebro_spark.ml._inference import plan_outputs
+
+    plan_outputs(model, **{name: source.getOrDefault(name) for name in PREDICTION_PLAN_PARAMS})
+
+
+#: The params :func:`~cerebro_spark.ml._inference.plan_outputs` takes.
+PREDICTION_PLAN_PARAMS = ("prediction_col", "probability_col", "raw_prediction_col", "output_type", "task")
 
 
 def check_store_writable(store: Store) -> None:

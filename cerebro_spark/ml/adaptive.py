@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numbers
 import secrets
-from typing import Any
+from typing import Any, Unpack
 
 from pyspark import keyword_only
 from pyspark.ml.param import Param, TypeConverters
 
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._fit import resolve_backend
-from cerebro_spark.ml._params import _param
+from cerebro_spark.ml._params import PredictionKwargs, _param, takes_prediction_params
 from cerebro_spark.ml.tune import _ModelSelection
 from cerebro_spark.search import (
     ASHAAlgorithm,
@@ -119,14 +119,15 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
     reduction_factor = reduction_factor_param
     num_models = num_models_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
         num_models: int = 27, min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3)
@@ -157,14 +158,15 @@ class HyperbandSearch(_AdaptiveSelection):
     max_epochs = max_epochs_param
     reduction_factor = reduction_factor_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
         min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(min_epochs=1, max_epochs=9, reduction_factor=3)
@@ -207,6 +209,7 @@ class ASHASearch(_AdaptiveSelection):
     num_models = num_models_param
     max_concurrent = max_concurrent_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
@@ -214,8 +217,8 @@ class ASHASearch(_AdaptiveSelection):
         max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3, max_concurrent=None)
@@ -249,14 +252,15 @@ class TPESearch(_AdaptiveSelection):
     num_models = num_models_param
     max_concurrent = max_concurrent_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
         num_models: int = 20, num_epochs: int = 1, max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(num_models=20, max_concurrent=None)
