@@ -146,6 +146,8 @@ def run_search(
     estimators = {
         t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
     }  # no Spark job yet
+    for est in estimators.values():  # the search's prediction params, or the estimator's own
+        check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
     if dataset is None:
         if df is None:
             raise InvalidParamError("run_search needs a DataFrame or prepared data. Received neither.")
@@ -165,7 +167,6 @@ def run_search(
     dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
     for model_id, est in estimators.items():
         check_model_fits_data(est.getModel(), dataset, model_id)
-        check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
     for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
         check_metric_is_reported(est, dataset, metric, model_id)
 
