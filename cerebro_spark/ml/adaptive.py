@@ -112,6 +112,12 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
         First rung and the epochs of a model never stopped.
     reduction_factor : int, default 3
         ``eta`` (>= 2).
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
     min_epochs = min_epochs_param
@@ -152,6 +158,12 @@ class HyperbandSearch(_AdaptiveSelection):
         First rung of the most aggressive bracket.
     reduction_factor : int, default 3
         ``eta`` (>= 2); the number of configurations follows from it and the epochs.
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
     min_epochs = min_epochs_param
@@ -194,6 +206,12 @@ class ASHASearch(_AdaptiveSelection):
         ``eta`` (>= 2).
     max_concurrent : int or None, default None
         Models training at once; None: twice the number of workers.
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
 
     Examples
     --------
@@ -245,6 +263,12 @@ class TPESearch(_AdaptiveSelection):
         Epochs per model.
     max_concurrent : int or None, default None
         Models training at once; None: twice the number of workers.
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
     _unused_params = ()
