@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 import secrets
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
 from pyspark.ml.param import Param, TypeConverters
@@ -26,6 +26,9 @@ from cerebro_spark.search import (
     TPEAlgorithm,
     resolve_mode,
 )
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python >= 3.11; annotations only
 
 
 def _is_int(value: Any) -> bool:

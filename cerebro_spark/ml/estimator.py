@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator
@@ -24,6 +24,8 @@ from cerebro_spark.ml._params import (
 from cerebro_spark.ml._persistence import Persistable
 
 if TYPE_CHECKING:
+    from typing import Unpack  # Python >= 3.11; annotations only
+
     from cerebro_spark.ml.model import KerasModel
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator
@@ -37,6 +37,8 @@ from cerebro_spark.search import (
 from cerebro_spark.store import layout
 
 if TYPE_CHECKING:
+    from typing import Unpack  # Python >= 3.11; annotations only
+
     from cerebro_spark.ml.search_handle import SearchHandle
 
 
