@@ -91,7 +91,7 @@ def test_a_searchs_output_params_reach_every_model_and_survive_continue_training
     assert all(output_params(m) == OUTPUT for m in result.get_all_models().values())
     assert_writes_the_asked_columns(result, data)
 
-    result._set(probability_col="q")  # set on the fitted selection: continue_training keeps it
+    result.set(result.probability_col, "q")  # set on the fitted selection: continue_training keeps it
     more = result.continue_training(epochs=1)
     assert output_params(more) == {**OUTPUT, "probability_col": "q"}
     assert output_params(more.get_best_model()) == {**OUTPUT, "probability_col": "q"}
