@@ -146,6 +146,8 @@ def run_search(
     estimators = {
         t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
     }  # no Spark job yet
+    for est in estimators.values():  # the search's prediction params, or the estimator's own
+        check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
     if dataset is None:
         if df is None:
             raise InvalidParamError("run_search needs a DataFrame or prepared data. Received neither.")
@@ -359,6 +361,18 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} expects input shape {expected} (per row) but feature column "
                 f"{column.name!r} has rows of shape {column.shape}."
             )
+
+
+def check_prediction_plan(model: Any, source: Any) -> None:
+    """The prediction params of ``source`` (the search, or the estimator itself) fit ``model``'s outputs:
+    ``task='classification'`` needs outputs of shape (classes,). Checked before training, not at transform."""
+    from cerebro_spark.ml._inference import plan_outputs
+
+    plan_outputs(model, **{name: source.getOrDefault(name) for name in PREDICTION_PLAN_PARAMS})
+
+
+#: The params :func:`~cerebro_spark.ml._inference.plan_outputs` takes.
+PREDICTION_PLAN_PARAMS = ("prediction_col", "probability_col", "raw_prediction_col", "output_type", "task")
 
 
 def check_store_writable(store: Store) -> None:

@@ -37,10 +37,10 @@ def compiled_model(est: KerasEstimator) -> keras.Model:
     optimizer = optimizer if optimizer is not None else "adam"
     if not isinstance(optimizer, str):  # never share optimizer state between runs or models
         optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
-    metrics = est.getOrDefault(est.metrics)
+    metrics, weighted = est.getOrDefault(est.metrics), est.getOrDefault(est.weighted_metrics)
     model.compile(
         optimizer=optimizer, loss=loss, metrics=list(metrics) if metrics else None,
-        loss_weights=est.getOrDefault(est.loss_weights),
+        weighted_metrics=list(weighted) if weighted else None, loss_weights=est.getOrDefault(est.loss_weights),
     )  # fmt: skip
     model.optimizer.build(model.trainable_variables)  # so the saved file holds the full optimizer state
     return model

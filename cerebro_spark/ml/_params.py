@@ -7,9 +7,11 @@ Each Param is declared once with its doc; its constraint lives next to it in ``C
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 from pyspark.ml.param import Param, Params, TypeConverters
 
@@ -73,6 +75,12 @@ def _non_empty_str(v: Any) -> str | None:
     return None if isinstance(v, str) and v else "a non-empty string"
 
 
+def _metric_list(v: Any) -> str | None:
+    return (
+        None if isinstance(v, (list, tuple)) else "a list of Keras metrics (names or keras.metrics objects)"
+    )
+
+
 def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
     def wrapped(v: Any) -> str | None:
         message = check(v)
@@ -105,7 +113,11 @@ CONSTRAINTS: dict[str, Callable[[Any], str | None]] = {
     "output_type": _one_of("array", "vector"),
     "task": _one_of("auto", "classification", "regression"),
     "sample_weight_column": _optional(_non_empty_str),
+    "weighted_metrics": _optional(_metric_list),
 }
+
+#: The params naming the columns ``transform`` writes: no two may be the same (``''`` skips one).
+_OUTPUT_COLUMN_PARAMS = ("prediction_col", "probability_col", "raw_prediction_col")
 
 
 def validate_params(instance: Params, names: list[str] | None = None) -> None:
@@ -130,6 +142,21 @@ def validate_params(instance: Params, names: list[str] | None = None) -> None:
                 f"The {param.name!r} param of {type(instance).__name__} must be {expected}{missing}. "
                 f"Received: {value!r}."
             )
+    if all(instance.hasParam(n) and (names is None or n in names) for n in _OUTPUT_COLUMN_PARAMS):
+        _check_distinct_columns(instance)
+
+
+def _check_distinct_columns(instance: Params) -> None:
+    """prediction_col, probability_col and raw_prediction_col name different columns."""
+    seen: dict[str, str] = {}
+    for name in _OUTPUT_COLUMN_PARAMS:
+        column = instance.getOrDefault(name)
+        if column and column in seen:
+            raise InvalidParamError(
+                f"The {name!r} param of {type(instance).__name__} must differ from {seen[column]} "
+                f"({column!r}): each names its own output column. Received: {column!r}."
+            )
+        seen.setdefault(column, name)
 
 
 class HasDataParams(Params):
@@ -254,6 +281,67 @@ class HasDataParams(Params):
         return self.fit(PreparedData(prepared))  # type: ignore[attr-defined]
 
 
+#: The params that say how a fitted model writes predictions, with their defaults: every estimator and
+#: search takes them as keyword arguments and hands them to the models it fits.
+PREDICTION_DEFAULTS: dict[str, Any] = {
+    "prediction_col": "prediction",
+    "probability_col": "probability",
+    "raw_prediction_col": "rawPrediction",
+    "output_type": "array",
+    "task": "auto",
+    "inference_batch_size": 1024,
+}
+
+
+class PredictionKwargs(TypedDict, total=False):
+    """The keyword arguments of :data:`PREDICTION_DEFAULTS`, typed (``**kwargs: Unpack[PredictionKwargs]``)."""
+
+    prediction_col: str
+    probability_col: str
+    raw_prediction_col: str
+    output_type: str
+    task: str
+    inference_batch_size: int
+
+
+_Init = TypeVar("_Init", bound=Callable[..., None])
+
+
+def takes_prediction_params(init: _Init) -> _Init:
+    """Give a constructor ending in ``**prediction: Unpack[PredictionKwargs]`` those keywords with
+    their defaults in its signature (``help``, ``inspect``), and refuse any other keyword.
+
+    One list of these six keywords serves every estimator and search.
+    """
+    signature = inspect.signature(init)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=type(default).__name__
+        )
+        for name, default in PREDICTION_DEFAULTS.items()
+    ]
+    known = {p.name for p in [*own, *shared]}
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}. "
+                f"It takes: {sorted(known - {'self'})}."
+            )
+        init(self, *args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def prediction_param_values(instance: Params) -> dict[str, Any]:
+    """The values of ``instance``'s prediction params (those of :data:`PREDICTION_DEFAULTS` it has)."""
+    return {name: instance.getOrDefault(name) for name in PREDICTION_DEFAULTS if instance.hasParam(name)}
+
+
 class HasPredictionParams(Params):
     """How a fitted model writes predictions."""
 
@@ -268,11 +356,15 @@ class HasPredictionParams(Params):
 
     def __init__(self) -> None:
         super().__init__()
-        self._setDefault(prediction_col="prediction", inference_batch_size=1024)
+        self._setDefault(
+            prediction_col=PREDICTION_DEFAULTS["prediction_col"],
+            inference_batch_size=PREDICTION_DEFAULTS["inference_batch_size"],
+        )
 
 
 class HasOutputParams(Params):
-    """Which columns ``transform`` writes besides ``prediction_col``: set them on the fitted model."""
+    """Which columns ``transform`` writes besides ``prediction_col``: set them on an estimator or a
+    search (its fitted models get them) or on a fitted model."""
 
     probability_col: Param[str] = _param(
         "probability_col",
@@ -301,8 +393,8 @@ class HasOutputParams(Params):
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
-            probability_col="probability",
-            raw_prediction_col="rawPrediction",
-            output_type="array",
-            task="auto",
+            **{
+                n: PREDICTION_DEFAULTS[n]
+                for n in ("probability_col", "raw_prediction_col", "output_type", "task")
+            }
         )

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numbers
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
 from pyspark.ml.param import Param, TypeConverters
 
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._fit import resolve_backend
-from cerebro_spark.ml._params import _param
+from cerebro_spark.ml._params import PredictionKwargs, _param, takes_prediction_params
 from cerebro_spark.ml.tune import _ModelSelection
 from cerebro_spark.search import (
     ASHAAlgorithm,
@@ -26,6 +26,9 @@ from cerebro_spark.search import (
     TPEAlgorithm,
     resolve_mode,
 )
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python >= 3.11; annotations only
 
 
 def _is_int(value: Any) -> bool:
@@ -112,6 +115,12 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
         First rung and the epochs of a model never stopped.
     reduction_factor : int, default 3
         ``eta`` (>= 2).
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
     min_epochs = min_epochs_param
@@ -119,14 +128,15 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
     reduction_factor = reduction_factor_param
     num_models = num_models_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
         num_models: int = 27, min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3)
@@ -151,20 +161,27 @@ class HyperbandSearch(_AdaptiveSelection):
         First rung of the most aggressive bracket.
     reduction_factor : int, default 3
         ``eta`` (>= 2); the number of configurations follows from it and the epochs.
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
     min_epochs = min_epochs_param
     max_epochs = max_epochs_param
     reduction_factor = reduction_factor_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
         min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(min_epochs=1, max_epochs=9, reduction_factor=3)
@@ -192,6 +209,12 @@ class ASHASearch(_AdaptiveSelection):
         ``eta`` (>= 2).
     max_concurrent : int or None, default None
         Models training at once; None: twice the number of workers.
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
 
     Examples
     --------
@@ -207,6 +230,7 @@ class ASHASearch(_AdaptiveSelection):
     num_models = num_models_param
     max_concurrent = max_concurrent_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
@@ -214,8 +238,8 @@ class ASHASearch(_AdaptiveSelection):
         max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3, max_concurrent=None)
@@ -242,6 +266,12 @@ class TPESearch(_AdaptiveSelection):
         Epochs per model.
     max_concurrent : int or None, default None
         Models training at once; None: twice the number of workers.
+    estimator_gen_fn, search_space, evaluation_metric, mode, feature_columns, label_columns, store
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    backend, validation, seed, verbose, run_id, tensorboard, mlflow_experiment, sample_weight_column
+        As for :class:`~cerebro_spark.ml.tune.GridSearch`.
+    reader, prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
     _unused_params = ()
@@ -249,14 +279,15 @@ class TPESearch(_AdaptiveSelection):
     num_models = num_models_param
     max_concurrent = max_concurrent_param
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
         num_models: int = 20, num_epochs: int = 1, max_concurrent: int | None = None,
         evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
         label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow", prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:  # fmt: skip
         super().__init__()
         self._setDefault(num_models=20, max_concurrent=None)

@@ -12,14 +12,24 @@ from pyspark.ml.param import Param, TypeConverters
 from pyspark.sql import DataFrame
 
 from cerebro_spark.errors import InvalidParamError
-from cerebro_spark.ml._params import HasDataParams, HasPredictionParams, _param, validate_params
+from cerebro_spark.ml._params import (
+    HasDataParams,
+    HasOutputParams,
+    HasPredictionParams,
+    PredictionKwargs,
+    _param,
+    takes_prediction_params,
+    validate_params,
+)
 from cerebro_spark.ml._persistence import Persistable
 
 if TYPE_CHECKING:
+    from typing import Unpack  # Python >= 3.11; annotations only
+
     from cerebro_spark.ml.model import KerasModel
 
 
-class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable):
+class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputParams, Persistable):
     """Train a Keras 3 model on a Spark DataFrame with Model Hopper Parallelism.
 
     ``fit(df)`` prepares the data once into the Store (one partition per worker), trains the model
@@ -27,7 +37,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
     :class:`~cerebro_spark.ml.model.KerasModel` holding the weights after the last epoch.
     Inside a search (``GridSearch``...), ``estimator_gen_fn`` returns one KerasEstimator per
     configuration; then only its model, optimizer, loss, metrics, batch size and custom objects
-    are used, and the search's data params apply.
+    are used, and the search's data and prediction params apply.
 
     Parameters
     ----------
@@ -40,6 +50,11 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         Keras loss; default: the compiled model's.
     metrics : list, optional
         Keras metrics, e.g. ``["accuracy"]``.
+    weighted_metrics : list, optional
+        Keras metrics weighted by ``sample_weight_column`` (Keras' ``compile(weighted_metrics=...)``);
+        one also in ``metrics`` is reported as ``weighted_<name>`` (``val_weighted_<name>``).
+    loss_weights : list or dict, optional
+        Weights of each output's loss (several outputs).
     batch_size : int, default 32
         Rows per training step.
     custom_objects : dict, optional
@@ -50,6 +65,20 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         See :class:`~cerebro_spark.ml._params.HasDataParams`.
     sample_weight_column : str, optional
         A numeric column of per-row weights, passed to Keras' ``fit`` and ``evaluate`` as ``sample_weight``.
+    prediction_col : str, default 'prediction'
+        Column of the fitted model's predictions (a class index for a classifier).
+    probability_col : str, default 'probability'
+        Classifiers: column of class probabilities; ``''`` for none.
+    raw_prediction_col : str, default 'rawPrediction'
+        Classifiers: column of the model's output as it is; ``''`` for none.
+    output_type : {'array', 'vector'}, default 'array'
+        Type of the multi-value output columns.
+    task : {'auto', 'classification', 'regression'}, default 'auto'
+        Whether an output is a classifier; 'auto' decides by its loss.
+    inference_batch_size : int, default 1024
+        Rows per predict call in ``transform``.
+
+        These six go to the fitted :class:`~cerebro_spark.ml.model.KerasModel` (see docs/columns.md).
 
     Examples
     --------
@@ -68,12 +97,17 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
     )
     loss: Param[Any] = _param("loss", "the Keras loss; default: the compiled model's.")
     metrics: Param[Any] = _param("metrics", "list of Keras metrics.")
+    weighted_metrics: Param[Any] = _param(
+        "weighted_metrics",
+        "list of Keras metrics weighted by the sample weights (Keras' weighted_metrics); None (default): none.",
+    )
     loss_weights: Param[Any] = _param("loss_weights", "weights of each output's loss (several outputs).")
     batch_size: Param[int] = _param("batch_size", "rows per training step (>= 1).", TypeConverters.toInt)
     custom_objects: Param[dict[str, Any]] = _param(
         "custom_objects", "custom Keras objects needed to load the model on the workers."
     )
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self,
@@ -82,6 +116,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         optimizer: Any = None,
         loss: Any = None,
         metrics: Any = None,
+        weighted_metrics: Any = None,
         loss_weights: Any = None,
         batch_size: int = 32,
         custom_objects: dict[str, Any] | None = None,
@@ -98,12 +133,11 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
         mlflow_experiment: str | None = None,
         sample_weight_column: str | None = None,
         reader: str = "pyarrow",
-        prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:
         super().__init__()
         self._setDefault(
-            model=None, optimizer=None, loss=None, metrics=None, loss_weights=None,
+            model=None, optimizer=None, loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
             batch_size=32, custom_objects=None,
         )  # fmt: skip
         self.setParams(**self._input_kwargs)
@@ -121,7 +155,7 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, Persistable)
 
     def validate_model_params(self) -> None:
         """Check the model-side params (what a search uses of this estimator)."""
-        validate_params(self, ["batch_size"])
+        validate_params(self, ["batch_size", "weighted_metrics"])
         import keras
 
         model = self.getModel()

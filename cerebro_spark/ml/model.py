@@ -17,6 +17,7 @@ from cerebro_spark.ml._params import (
     HasPredictionParams,
     _param,
     _to_str_list,
+    prediction_param_values,
     validate_params,
 )
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
@@ -96,7 +97,8 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
         *,
         history: dict[str, list[float]] | None = None,
     ) -> KerasModel:
-        """The model of ``spec`` at checkpoint ``version``, with ``est``'s column and prediction params."""
+        """The model of ``spec`` at checkpoint ``version``, with ``est``'s column and prediction params
+        (an estimator saved before it had all of them gives the defaults of those it lacks)."""
         model = load_trained_model(store, spec, version)
         instance = cls.from_keras(
             model,
@@ -104,8 +106,7 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
             label_columns=est.getOrDefault(est.label_columns),
             history=history,
             custom_objects=spec.custom_objects,
-            prediction_col=est.getOrDefault(est.prediction_col),
-            inference_batch_size=est.getOrDefault(est.inference_batch_size),
+            **prediction_param_values(est),
         )
         instance.params_used = dict(spec.params)
         return instance

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 
 from cerebro_spark.driver import ModelRecord, SearchResult
 from cerebro_spark.errors import TrainingError
-from cerebro_spark.ml._params import HasOutputParams, HasPredictionParams
+from cerebro_spark.ml._params import HasOutputParams, HasPredictionParams, prediction_param_values
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.ml.model import KerasModel
 from cerebro_spark.store.base import Store
@@ -60,10 +60,7 @@ class ModelSelectionModel(Model, HasPredictionParams, HasOutputParams, Persistab
         cls, result: SearchResult, specs: dict[str, ModelSpec], store: Store, owner: Any
     ) -> ModelSelectionModel:
         instance = cls()
-        instance._set(
-            prediction_col=owner.getOrDefault(owner.prediction_col),
-            inference_batch_size=owner.getOrDefault(owner.inference_batch_size),
-        )
+        instance._set(**prediction_param_values(owner))
         instance.result, instance._specs, instance._store, instance._owner = result, specs, store, owner
         return instance
 
@@ -179,7 +176,8 @@ class ModelSelectionModel(Model, HasPredictionParams, HasOutputParams, Persistab
         checkpoints; return the updated selection (the same run id; histories go on from the old ones).
 
         The run is resumed in the Store (nothing is prepared or trained again) with one resume
-        command per model; the other models keep what they have. This model is left as it was.
+        command per model; the other models keep what they have. This model is left as it was; its
+        prediction params (``prediction_col``, ``probability_col``...) go to the new one.
 
         Parameters
         ----------
@@ -228,7 +226,7 @@ class ModelSelectionModel(Model, HasPredictionParams, HasOutputParams, Persistab
                 f"this one was made by {type(self._owner).__name__}."
             )
         commands = [ResumeModel(m, epochs=self._record(m).epochs + epochs) for m in chosen]
-        return continue_run(self.run_id, commands)  # type: ignore[no-any-return]
+        return continue_run(self.run_id, commands, prediction_param_values(self))  # type: ignore[no-any-return]
 
     def keras(self) -> keras.Model:
         """The best model as a ``keras.Model``."""
@@ -236,11 +234,7 @@ class ModelSelectionModel(Model, HasPredictionParams, HasOutputParams, Persistab
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         best = self.get_best_model().copy()
-        best._set(
-            prediction_col=self.getOrDefault(self.prediction_col),
-            inference_batch_size=self.getOrDefault(self.inference_batch_size),
-            **{p.name: self.getOrDefault(p.name) for p in HasOutputParams().params},
-        )
+        best._set(**prediction_param_values(self))
         return best.transform(dataset)
 
     def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:

@@ -15,7 +15,15 @@ from cerebro_spark.driver import DriverCallback
 from cerebro_spark.driver.control import Command, SearchControl
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._fit import resolve_run, run_search
-from cerebro_spark.ml._params import HasDataParams, HasPredictionParams, _param, validate_params
+from cerebro_spark.ml._params import (
+    HasDataParams,
+    HasOutputParams,
+    HasPredictionParams,
+    PredictionKwargs,
+    _param,
+    takes_prediction_params,
+    validate_params,
+)
 from cerebro_spark.ml._persistence import Persistable
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.search import (
@@ -29,11 +37,17 @@ from cerebro_spark.search import (
 from cerebro_spark.store import layout
 
 if TYPE_CHECKING:
+    from typing import Unpack  # Python >= 3.11; annotations only
+
     from cerebro_spark.ml.search_handle import SearchHandle
 
 
-class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, Persistable):
-    """What GridSearch and RandomSearch share: every param but the algorithm's own.
+class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputParams, Persistable):
+    """What every search shares: every param but the algorithm's own.
+
+    The prediction params (``prediction_col``, ``probability_col``, ``raw_prediction_col``,
+    ``output_type``, ``task``, ``inference_batch_size``) go to the :class:`ModelSelectionModel` and to
+    every model it gives; those of the estimators ``estimator_gen_fn`` returns are not used.
 
     Every search saves and loads like any Spark ML stage (``write().save(path)``, ``load(path)``); the
     ``estimator_gen_fn`` is saved with cloudpickle (see docs/persistence.md).
@@ -120,14 +134,18 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, Persistable
         )  # fmt: skip
         return ModelSelectionModel._create(outcome.result, outcome.specs, outcome.store, self)
 
-    def _continue_run(self, run_id: str, commands: Sequence[Command]) -> ModelSelectionModel:
-        """Resume run ``run_id`` on its prepared data with ``commands`` applied first (continue_training)."""
+    def _continue_run(
+        self, run_id: str, commands: Sequence[Command], params: dict[str, Any] | None = None
+    ) -> ModelSelectionModel:
+        """Resume run ``run_id`` on its prepared data with ``commands`` applied first (continue_training);
+        ``params``: values (by name) of this search's params to use instead, such as prediction params."""
         store = self.getStore()
         record = store.read_json(layout.run_record_key(run_id))
         prepared = DatasetSpec.from_dict(store.read_json(f"{record['dataset']['root']}/_metadata.json"))
         control = SearchControl()
         futures = [control.submit(command) for command in commands]
-        search = self.copy({self.run_id: run_id})
+        overrides = {self.getParam(name): value for name, value in (params or {}).items()}
+        search = self.copy({**overrides, self.run_id: run_id})
         result = search._run(None, control=control, run=(run_id, int(record["seed"])), prepared=prepared)
         for future in futures:
             future.result()  # raises the error of a command that did not apply
@@ -150,8 +168,13 @@ class GridSearch(_ModelSelection):
         Epochs per configuration.
     evaluation_metric : str, default 'val_loss'
         Ranks models; ``mode`` says whether smaller or larger is better ('auto' infers it).
-    feature_columns, label_columns, store, backend, validation, seed, verbose, run_id
+    feature_columns, label_columns, store, backend, validation, seed, verbose, run_id, tensorboard
         See ``KerasEstimator``.
+    mlflow_experiment, sample_weight_column, reader
+        See ``KerasEstimator``.
+    prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        How the fitted models write predictions, as for ``KerasEstimator``: they go to the
+        :class:`ModelSelectionModel` and every model it gives (see docs/columns.md).
 
     Examples
     --------
@@ -162,6 +185,7 @@ class GridSearch(_ModelSelection):
     >>> result = search.fit(train_df)  # doctest: +SKIP
     """
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self,
@@ -183,8 +207,7 @@ class GridSearch(_ModelSelection):
         mlflow_experiment: str | None = None,
         sample_weight_column: str | None = None,
         reader: str = "pyarrow",
-        prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:
         super().__init__()
         self.setParams(**self._input_kwargs)
@@ -197,13 +220,27 @@ class RandomSearch(_ModelSelection):
     """Train ``num_models`` configurations sampled from the search space; keep the best.
 
     Each dimension draws from its own stream of one seeded generator, so dimensions are independent
-    and the same seed gives the same configurations. Other parameters as :class:`GridSearch`.
+    and the same seed gives the same configurations.
+
+    Parameters
+    ----------
+    num_models : int, default 10
+        Configurations to sample.
+    estimator_gen_fn, search_space, num_epochs, evaluation_metric, mode
+        As for :class:`GridSearch`.
+    feature_columns, label_columns, store, backend, validation, seed, verbose, run_id, tensorboard
+        As for :class:`GridSearch`.
+    mlflow_experiment, sample_weight_column, reader
+        As for :class:`GridSearch`.
+    prediction_col, probability_col, raw_prediction_col, output_type, task, inference_batch_size
+        As for :class:`GridSearch`.
     """
 
     num_models: Param[int] = _param(
         "num_models", "number of configurations to sample (>= 1).", TypeConverters.toInt
     )
 
+    @takes_prediction_params
     @keyword_only
     def __init__(
         self,
@@ -226,8 +263,7 @@ class RandomSearch(_ModelSelection):
         mlflow_experiment: str | None = None,
         sample_weight_column: str | None = None,
         reader: str = "pyarrow",
-        prediction_col: str = "prediction",
-        inference_batch_size: int = 1024,
+        **prediction: Unpack[PredictionKwargs],
     ) -> None:
         super().__init__()
         self._setDefault(num_models=10)
