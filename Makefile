@@ -24,7 +24,7 @@ PETASTORM_ENV := ci/petastorm-env.txt
 $(PSTAMP): pyproject.toml $(PETASTORM_ENV)
 	@test -x $(PBIN)/python || $(PYTHON) -m venv $(PVENV)
 	$(PBIN)/python -m pip install --quiet --upgrade pip
-	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,dev]'
+	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,tune,viz,mlflow,dev]'
 	@touch $(PSTAMP)
 
 install-petastorm: $(PSTAMP)
