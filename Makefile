@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install example quickstart test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean \
-	install-petastorm test-petastorm
+	install-petastorm test-petastorm test-spark35
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The second environment: Petastorm 0.13.1 on pyspark 3.5, pyarrow 14, numpy 1 (docs/petastorm.md).
+## The second environment: Petastorm 0.13.1 on pyspark 3.5, pyarrow 14, numpy 1, with every extra but `spark`
+## (docs/petastorm.md).
 PVENV    := .venv-petastorm
 PBIN     := $(PVENV)/bin
 PSTAMP   := $(PVENV)/.installed
@@ -24,7 +25,7 @@ PETASTORM_ENV := ci/petastorm-env.txt
 $(PSTAMP): pyproject.toml $(PETASTORM_ENV)
 	@test -x $(PBIN)/python || $(PYTHON) -m venv $(PVENV)
 	$(PBIN)/python -m pip install --quiet --upgrade pip
-	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,dev]'
+	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,tune,viz,mlflow,dev]'
 	@touch $(PSTAMP)
 
 install-petastorm: $(PSTAMP)
@@ -39,6 +40,10 @@ PETASTORM_TESTS := tests/unit/test_reader.py tests/unit/test_reader_param.py tes
 
 test-petastorm: install-petastorm
 	$(PBIN)/python -m pytest -m "not slow and not gpu" -q $(PETASTORM_TESTS)
+
+## The whole suite (as `make test`) in that environment: Spark 3.5, pyarrow 14, numpy 1 (docs/petastorm.md).
+test-spark35: install-petastorm
+	$(PBIN)/python -m pytest -m "not slow and not gpu" -q
 
 ## The main job: the tiny DeepPostures selection (16 CNN-BiLSTMs, MOP on local[2]), Store under store/.
 example: install

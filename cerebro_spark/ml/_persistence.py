@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import pyspark
 from pyspark.ml.util import (
     DefaultParamsReader,
     DefaultParamsWriter,
@@ -74,6 +75,15 @@ def qualified_path(path: str, spark: SparkSession) -> str:
     if qualified.startswith("file:"):
         return urlparse(qualified).path
     return qualified
+
+
+def metadata_context(spark: SparkSession) -> Any:
+    """What Spark ML's ``DefaultParamsWriter.saveMetadata`` and ``DefaultParamsReader.loadMetadata`` take:
+    the session from pyspark 4 on, the SparkContext on pyspark 3.5 (which calls ``sc.parallelize`` and
+    ``sc.textFile`` on it; pyspark 4 would take a SparkContext too but then uses the active session)."""
+    if int(pyspark.__version__.split(".")[0]) >= 4:
+        return spark
+    return spark.sparkContext
 
 
 class SavedFiles:
@@ -324,7 +334,7 @@ class CerebroWriter(MLWriter):
         extra = instance._save_extra(files, dict(self.optionMap))
         cerebro = {"environment": environment(), "encodedParams": encoded, "extra": extra}
         DefaultParamsWriter.saveMetadata(
-            instance, path, self.sparkSession,
+            instance, path, metadata_context(self.sparkSession),
             extraMetadata={"cerebroVersion": __version__, "cerebroFormatVersion": FORMAT_VERSION, "cerebro": cerebro},
             paramMap=json_params,
         )  # fmt: skip
@@ -339,7 +349,7 @@ class CerebroReader(MLReader["Persistable"]):
         self.cls = cls
 
     def load(self, path: str) -> Persistable:
-        metadata = DefaultParamsReader.loadMetadata(path, self.sparkSession)
+        metadata = DefaultParamsReader.loadMetadata(path, metadata_context(self.sparkSession))
         check_format(metadata, path)
         instance_class = _saved_class(metadata, self.cls, path)
         instance = instance_class()

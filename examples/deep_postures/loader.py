@@ -187,7 +187,10 @@ def load_sequences(
     urls = list_day_files(root)
     if local:
         table = pa.Table.from_batches([day_sequences(url, seq_len) for url in urls], schema=ARROW_SCHEMA)
-        return spark.createDataFrame(table, schema=SCHEMA)
+        if int(spark.version.split(".")[0]) >= 4:
+            return spark.createDataFrame(table, schema=SCHEMA)
+        # Spark 3.5 takes no Arrow table: rows (this path is for small data)
+        return spark.createDataFrame(table.to_pylist(), schema=SCHEMA)
     # the executors need this module's code but may not have the examples folder: ship it by value
     from pyspark import cloudpickle
 
