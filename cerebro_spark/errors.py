@@ -58,3 +58,7 @@ class MissingDependencyError(CerebroError, ImportError):
 
 class PersistenceError(CerebroError, ValueError):
     """A saved instance cannot be written or read (what failed, and the versions that saved it)."""
+
+
+class CheckpointError(PersistenceError):
+    """A model state (a checkpoint, or one handed between workers) that does not fit its model or is damaged."""

@@ -22,6 +22,7 @@ from typing import Any
 import cerebro_spark.driver.resume as resuming
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver.background_store import BackgroundStore
 from cerebro_spark.driver.control import (
     AddModels,
     Command,
@@ -34,6 +35,7 @@ from cerebro_spark.driver.control import (
     command_to_dict,
 )
 from cerebro_spark.driver.records import EpochRecord, ModelRecord, SearchResult, UnitRecord, weighted_means
+from cerebro_spark.driver.states import StateCache
 from cerebro_spark.errors import (
     BackendError,
     InvalidParamError,
@@ -115,7 +117,8 @@ class MopDriver:
         control: SearchControl | None = None,
     ) -> None:
         self.backend = backend
-        self.store = store
+        self.store = BackgroundStore(store)  # checkpoints, journal and histories: in order, off the loop
+        self.states = StateCache()  # the models' latest states, handed to their next units
         self.dataset = dataset
         self.search = search
         self.model_factory = model_factory
@@ -196,9 +199,19 @@ class MopDriver:
         finally:
             self.backend.shutdown()
             self._write_run_record(status, started)
+            self._close_store(status)
             if self.control is not None:
                 self.control.close("finished" if status == "completed" else status, self._snapshot())
         return self._result(time.time() - started)
+
+    def _close_store(self, status: str) -> None:
+        """Wait for the queued Store writes; a failed one fails a completed run (else it is logged)."""
+        try:
+            self.store.close()
+        except Exception as err:
+            if status == "completed":
+                raise
+            logger.warning("run %s: a Store write failed while the run ended: %s", self.settings.run_id, err)
 
     def _setup_workers(self) -> None:
         kwargs = {"seed": self.settings.seed, "deterministic": self.settings.deterministic}
@@ -238,6 +251,10 @@ class MopDriver:
         unit, spec = a.unit, self.specs[a.unit.model_id]
         common = {"store": self.store, "dataset": self.dataset, "model": spec, "partition": unit.partition}
         version = self.models[unit.model_id].version
+        state = self.states.get(unit.model_id, version)
+        if state is None:  # the worker reads the checkpoint: it must be durable
+            self.store.flush()
+        common["state"] = state
         if unit.kind is UnitKind.TRAIN:
             kwargs = {**common, "epoch": unit.epoch, "from_version": version, "seed": self.settings.seed}
             return TaskRequest(task_id, self.tasks.train, kwargs)
@@ -329,10 +346,16 @@ class MopDriver:
             )
             self._on_failure(a, replace(result, ok=False, error=error))
             return
-        value = result.value
+        value = dict(result.value)
         record = self.models[model_id]
         if a.unit.kind is UnitKind.TRAIN:
             record.version = int(value["version"])
+            state = value.pop("state", None)
+            if state is not None:  # durable before the unit is journaled (the writes keep their order)
+                self.store.write_bytes(
+                    layout.checkpoint_key(self.settings.run_id, model_id, record.version), state
+                )
+                self.states.put(model_id, record.version, state)
             self._live_versions.setdefault(model_id, set()).add(record.version)
             parts = self._parts.setdefault(model_id, _EpochParts())
             parts.train.append((value["metrics"], value["rows"]))

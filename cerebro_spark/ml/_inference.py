@@ -337,15 +337,13 @@ def _load(
         model = _LOADED.get(digest)
         if model is None:
             import gc
-            import pickle
 
-            from cerebro_spark.ml._model_io import model_from_bytes
+            from cerebro_spark.training.keras_io import model_from_bytes
 
             _limit_threads()
-            custom = pickle.loads(custom_objects) if custom_objects else None  # noqa: S301 (our own bytes)
             gc.unfreeze()  # the model this process held before may go
             _LOADED.clear()  # keep one model per process: transforms of many models don't pile up
-            model = model_from_bytes(model_bytes, custom)
+            model = model_from_bytes(model_bytes, custom_objects)
             if input_shapes is not None:
                 zeros = [np.zeros((batch_size, *(d or 1 for d in s)), np.float32) for s in input_shapes]
                 model.predict_on_batch(zeros[0] if len(zeros) == 1 else zeros)

@@ -1,7 +1,5 @@
-"""Keras models in and out of the Store, on the driver: the initial model of a run, trained ones.
-
-Models are saved as Keras 3 ``.keras`` files (architecture, compile settings, optimizer state)
-and checkpoints as ``.weights.h5`` (weights and optimizer state), never as legacy ``.h5``.
+"""The Keras side of a run on the driver: the estimator's model compiled, written as a run's initial
+model, and trained models read back. Files and formats belong to :mod:`cerebro_spark.training.keras_io`.
 """
 
 from __future__ import annotations
@@ -9,13 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import os
-import pickle
 import re
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.store.base import Store
+from cerebro_spark.training import keras_io
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -47,12 +43,7 @@ def compiled_model(est: KerasEstimator) -> keras.Model:
 
 
 def pickled_custom_objects(est: KerasEstimator) -> bytes:
-    custom = est.getOrDefault(est.custom_objects)
-    if not custom:
-        return b""
-    import cloudpickle
-
-    return cloudpickle.dumps(dict(custom))  # type: ignore[no-any-return]
+    return keras_io.dump_custom_objects(est.getOrDefault(est.custom_objects))
 
 
 def structure_key(model: keras.Model, custom_objects: bytes) -> str:
@@ -96,43 +87,13 @@ def write_initial_model(
         run_id=run_id, model_id=model_id, batch_size=est.getBatchSize(),
         custom_objects=custom, params=dict(params), structure_key=structure_key(model, custom),
     )  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="cerebro-model-") as tmp:
-        path = os.path.join(tmp, "model.keras")
-        model.save(path)
-        store.upload(path, spec.initial_key)
-        weights = os.path.join(tmp, "state.weights.h5")
-        model.save_weights(weights)
-        store.upload(weights, spec.checkpoint_key(0))
+    keras_io.save_model(store, spec.initial_key, model)
+    keras_io.save_checkpoint(store, spec.checkpoint_key(0), model)
     return spec
 
 
 def load_trained_model(store: Store, spec: ModelSpec, version: int) -> keras.Model:
     """The model of ``spec`` with the state of ``version`` (weights and optimizer)."""
-    import keras
-
-    custom = pickle.loads(spec.custom_objects) if spec.custom_objects else None  # noqa: S301 (our own bytes)
-    with store.local_copy(spec.initial_key) as path:
-        model = keras.models.load_model(path, custom_objects=custom)
-    with store.local_copy(spec.checkpoint_key(version)) as path:
-        model.load_weights(path)
+    model = keras_io.load_model(store, spec.initial_key, spec.custom_objects)
+    keras_io.load_checkpoint(store, spec.checkpoint_key(version), model)
     return model
-
-
-def model_to_bytes(model: keras.Model) -> bytes:
-    """The ``.keras`` file of ``model`` as bytes."""
-    with tempfile.TemporaryDirectory(prefix="cerebro-model-") as tmp:
-        path = os.path.join(tmp, "model.keras")
-        model.save(path)
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def model_from_bytes(data: bytes, custom_objects: dict[str, Any] | None = None) -> keras.Model:
-    """Load a model from the bytes of a ``.keras`` file (Keras' safe mode stays on)."""
-    import keras
-
-    with tempfile.TemporaryDirectory(prefix="cerebro-model-") as tmp:
-        path = os.path.join(tmp, "model.keras")
-        with open(path, "wb") as f:
-            f.write(data)
-        return keras.models.load_model(path, custom_objects=custom_objects)

@@ -49,6 +49,7 @@ from cerebro_spark.backend.base import Backend
 from cerebro_spark.errors import PersistenceError, StoreError
 from cerebro_spark.store.base import Store
 from cerebro_spark.store.fs import create_store
+from cerebro_spark.training import keras_io
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -216,11 +217,7 @@ def encode_value(value: Any, key: str, files: SavedFiles, what: str) -> dict[str
                 "num_workers": value.num_workers}  # fmt: skip
     if _is_keras_model(value):
         name = f"{key}.keras"
-        with tempfile.TemporaryDirectory(prefix="cerebro-save-") as tmp:
-            local = os.path.join(tmp, "model.keras")
-            value.save(local)
-            with open(local, "rb") as f:
-                files.write_bytes(name, f.read())
+        files.write_bytes(name, keras_io.model_to_bytes(value))
         return {"kind": "keras_model", "file": name}
     if isinstance(value, (list, tuple)) and not isinstance(value, str):
         return {
@@ -256,11 +253,9 @@ def decode_value(
     if kind == "backend":
         return _restore_backend(descriptor, what)
     if kind == "keras_model":
-        import keras
-
         with files.local_copy(descriptor["file"]) as local:
             try:
-                return keras.models.load_model(local, custom_objects=custom)
+                return keras_io.load_model_file(local, custom)
             except Exception as e:
                 raise PersistenceError(
                     f"Cannot load {what} from {descriptor['file']!r} under {files.path!r} "

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from cerebro_spark.driver import ModelRecord, SearchResult
 from cerebro_spark.driver.records import EpochRecord, UnitRecord
 from cerebro_spark.errors import StoreError
-from cerebro_spark.ml._model_io import model_to_bytes
 from cerebro_spark.ml._persistence import (
     PersistenceError,
     SavedFiles,
@@ -28,6 +27,7 @@ from cerebro_spark.ml._persistence import (
     loads,
 )
 from cerebro_spark.store.fs import _restore_store
+from cerebro_spark.training.keras_io import model_to_bytes
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.data.spec import match_columns
 from cerebro_spark.ml._inference import input_columns, plan_outputs, predict_columns
-from cerebro_spark.ml._model_io import load_trained_model, model_from_bytes, model_to_bytes
+from cerebro_spark.ml._model_io import load_trained_model
 from cerebro_spark.ml._params import (
     HasOutputParams,
     HasPredictionParams,
@@ -23,6 +23,7 @@ from cerebro_spark.ml._params import (
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.io_mapping import input_names
+from cerebro_spark.training.keras_io import model_from_bytes, model_to_bytes
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -114,10 +115,7 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
     def keras(self) -> keras.Model:
         """The trained ``keras.Model`` (loaded once, then kept)."""
         if self._keras is None:
-            import pickle
-
-            custom = pickle.loads(self._custom_objects) if self._custom_objects else None  # noqa: S301
-            self._keras = model_from_bytes(self._model_bytes, custom)
+            self._keras = model_from_bytes(self._model_bytes, self._custom_objects)
         return self._keras
 
     def getFeatureColumns(self) -> list[str]:

@@ -7,7 +7,7 @@ twice::
     runs/<run_id>/search.json                             the search record (seed, space, state; for resume)
     runs/<run_id>/journal.jsonl                           append-only log of completed units
     runs/<run_id>/models/<model_id>/model.keras           architecture + compiled optimizer, before training
-    runs/<run_id>/models/<model_id>/ckpt-000003.weights.h5    weights + optimizer state after a unit
+    runs/<run_id>/models/<model_id>/ckpt-000003.state        weights + optimizer state after a unit
     runs/<run_id>/models/<model_id>/history.jsonl         one line per epoch
     runs/<run_id>/models/<model_id>/<name>.keras          final models ("best", "last")
     runs/<run_id>/models/<model_id>/tensorboard/          event files
@@ -22,6 +22,10 @@ import re
 from datetime import datetime
 
 from cerebro_spark.errors import InvalidParamError
+
+#: The file name ending of a checkpoint (a state blob); releases before it wrote Keras' ``.weights.h5``.
+CHECKPOINT_SUFFIX = ".state"
+LEGACY_CHECKPOINT_SUFFIX = ".weights.h5"
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ID_RULE = "a letter or digit, then up to 127 letters, digits, '.', '_' or '-'"
@@ -128,16 +132,26 @@ def initial_model_key(run_id: str, model_id: str) -> str:
 
 
 def checkpoint_key(run_id: str, model_id: str, version: int) -> str:
-    """The weights and optimizer state after the ``version``-th unit: ``.../ckpt-000003.weights.h5``.
+    """The weights and optimizer state after the ``version``-th unit: ``.../ckpt-000003.state``
+    (a state blob, see :mod:`cerebro_spark.training.keras_io`).
 
     Examples
     --------
     >>> checkpoint_key("run-1", "m0", 3)
-    'runs/run-1/models/m0/ckpt-000003.weights.h5'
+    'runs/run-1/models/m0/ckpt-000003.state'
     """
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise InvalidParamError(f"A checkpoint version must be an int >= 0. Received: version={version!r}")
-    return f"{model_root(run_id, model_id)}/ckpt-{version:06d}.weights.h5"
+    return f"{model_root(run_id, model_id)}/ckpt-{version:06d}{CHECKPOINT_SUFFIX}"
+
+
+def legacy_checkpoint_key(key: str) -> str:
+    """Where a release before the state blob wrote the checkpoint ``key`` (a Keras ``.weights.h5`` file).
+
+    >>> legacy_checkpoint_key("runs/run-1/models/m0/ckpt-000003.state")
+    'runs/run-1/models/m0/ckpt-000003.weights.h5'
+    """
+    return key.removesuffix(CHECKPOINT_SUFFIX) + LEGACY_CHECKPOINT_SUFFIX
 
 
 def history_key(run_id: str, model_id: str) -> str:

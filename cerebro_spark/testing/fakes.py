@@ -1,7 +1,7 @@
 """Fake worker tasks: the driver's loop runs on them without TensorFlow (a documented test double).
 
 They follow the real tasks' contracts (:mod:`cerebro_spark.training.trainer`): a training unit
-returns the next version and row-weighted metrics; an evaluation returns metrics and rows. The
+returns the next version, its state (``b"<model id>:<version>"``) and row-weighted metrics; an evaluation returns metrics and rows. The
 loss of a model goes down with every unit it trains, faster for a larger ``params["rate"]``, so
 tests can check which model is best. ``params["fail_at_epoch"]`` makes a model raise;
 ``params["fault"]`` makes its worker die or hang once (:mod:`cerebro_spark.testing.faults`);
@@ -22,26 +22,32 @@ def setup(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> 
 
 
 def train(ctx: Any, *, store: Any, dataset: Any, model: Any, epoch: int, partition: int,
-          from_version: int, seed: int) -> dict[str, Any]:  # fmt: skip
+          from_version: int, seed: int, state: bytes | None = None) -> dict[str, Any]:  # fmt: skip
     if model.params.get("fail_at_epoch") == epoch:
         raise ValueError(f"model {model.model_id} diverged (fake)")
     maybe_inject(model.params, epoch, partition)
     if model.params.get("unit_s"):  # a unit that takes time, like real training (benchmarks of faults)
         threading.Event().wait(float(model.params["unit_s"]))
+    _check_state(store, model, from_version, state)
     version = from_version + 1
-    store.write_bytes(model.checkpoint_key(version), f"{model.model_id}:{version}".encode())
     rate = float(model.params.get("rate", 1.0))
     rows = dataset.train[partition].rows
     loss = math.nan if model.params.get("nan_at_epoch") == epoch else 1.0 / (1.0 + rate * version)
-    return {"metrics": {"loss": loss}, "rows": rows, "version": version,
+    return {"metrics": {"loss": loss}, "rows": rows, "version": version, "state": _state(model, version),
             "timings": {"load_s": 0.0, "read_s": 0.0, "train_s": 0.0, "save_s": 0.0}}  # fmt: skip
 
 
 def evaluate(
-    ctx: Any, *, store: Any, dataset: Any, model: Any, partition: int, version: int
+    ctx: Any,
+    *,
+    store: Any,
+    dataset: Any,
+    model: Any,
+    partition: int,
+    version: int,
+    state: bytes | None = None,
 ) -> dict[str, Any]:
-    if not store.exists(model.checkpoint_key(version)):
-        raise FileNotFoundError(f"checkpoint {version} of {model.model_id} is gone")
+    _check_state(store, model, version, state)
     rate = float(model.params.get("rate", 1.0))
     loss = 1.0 / (1.0 + rate * version) + 0.01 * partition
     return {
@@ -49,6 +55,20 @@ def evaluate(
         "rows": dataset.val[partition].rows,
         "timings": {},
     }
+
+
+def _state(model: Any, version: int) -> bytes:
+    return f"{model.model_id}:{version}".encode()
+
+
+def _check_state(store: Any, model: Any, version: int, state: bytes | None) -> None:
+    """The state handed in is the model's at ``version``; without one, its checkpoint is in the Store
+    (version 0's is written with the model, as the driver-side model factory does)."""
+    if state is not None:
+        if state != _state(model, version):
+            raise ValueError(f"model {model.model_id} got state {state!r}, expected version {version}")
+    elif version > 0 and store.read_bytes(model.checkpoint_key(version)) != _state(model, version):
+        raise FileNotFoundError(f"checkpoint {version} of {model.model_id} is wrong")
 
 
 def fake_tasks() -> Any:

@@ -2,8 +2,11 @@
 
 Each task is called by the worker loop as ``fn(ctx, **kwargs)`` with the worker's long-lived
 :class:`~cerebro_spark.backend.base.WorkerContext`; its ``cache`` keeps the Keras models this
-worker has built and the partitions it has read, so a hop back to a worker that already holds a
-model costs one checkpoint load (tens of milliseconds), not a rebuild and a retrace.
+worker has built (with their traced train and test steps, :mod:`cerebro_spark.training.steps`) and
+the partitions it has read. A model's state (weights and optimizer) travels in memory: the request
+carries it as a state blob (:mod:`cerebro_spark.training.keras_io`), a training unit returns the new
+one, and the driver makes it durable in the Store. So a hop costs an assignment of the variables
+(about a millisecond on small models), not a file round trip, a rebuild or a retrace.
 
 Imports TensorFlow lazily (inside the tasks) so that thread settings are applied first.
 """
@@ -12,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import tempfile
 import time
 from collections import OrderedDict
 from typing import Any
@@ -21,8 +22,10 @@ from typing import Any
 from cerebro_spark.data.reader import PartitionCache, unit_seed
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.store.base import Store
+from cerebro_spark.training import keras_io
 from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
+from cerebro_spark.training.steps import StepFunctions
 
 logger = logging.getLogger(__name__)
 
@@ -70,45 +73,44 @@ def train_sub_epoch(
     partition: int,
     from_version: int,
     seed: int,
+    state: bytes | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for one pass over training partition ``partition``.
 
-    Restores the model's state at ``from_version`` (weights and optimizer), trains with the
-    partition's rows in an order drawn from ``(seed, model, epoch, partition)``, and saves the
-    state as version ``from_version + 1``.
+    Restores the model's state at ``from_version`` (weights and optimizer: ``state`` when the driver
+    sends it, else the checkpoint in the Store), trains with the partition's rows in an order drawn
+    from ``(seed, model, epoch, partition)``, and returns the new state, version ``from_version + 1``.
 
     Returns
     -------
     dict
-        ``metrics`` (Keras' epoch-mean training metrics), ``rows``, ``version`` (the new one) and
+        ``metrics`` (Keras' epoch-mean training metrics), ``rows``, ``version`` (the new one),
+        ``state`` (its state blob, for the driver to hand on and to write as the checkpoint) and
         ``timings`` (``load_s``, ``read_s``, ``train_s``, ``save_s``).
     """
     t0 = time.perf_counter()
-    keras_model = _model_at(ctx, store, model, from_version)
+    held = _model_at(ctx, store, model, from_version, state)
     t1 = time.perf_counter()
     data = _partitions(ctx).get_or_read(store, dataset, "train", partition)
     data = data.shuffled(unit_seed(seed, model.model_id, epoch, partition))
     t2 = time.perf_counter()
-    x_order, y_order = _column_order(keras_model, dataset)
-    history = keras_model.fit(
-        data.x(x_order), data.y(y_order), sample_weight=data.weights,
-        batch_size=model.batch_size, epochs=1, shuffle=False, verbose=0,
-    )  # fmt: skip
+    x_order, y_order = _column_order(held.model, dataset)
+    metrics = held.train_pass(data.x(x_order), data.y(y_order), data.weights, model.batch_size)
     t3 = time.perf_counter()
     version = from_version + 1
-    _save_checkpoint(store, keras_model, model.checkpoint_key(version))
-    _models(ctx)[model.cache_key] = (keras_model, (model.model_id, version))
+    new_state = keras_io.get_state(held.model)
+    _models(ctx)[model.cache_key] = (held, (model.model_id, version))
     t4 = time.perf_counter()
-    metrics = {name: float(values[-1]) for name, values in history.history.items()}
-    metrics["learning_rate"] = _learning_rate(keras_model)
-    logger.info(
-        "worker %d trained model %s epoch %d on partition %d (%d rows) in %.2fs",
+    metrics["learning_rate"] = _learning_rate(held.model)
+    logger.debug(
+        "worker %d trained model %s epoch %d on partition %d (%d rows) in %.3fs",
         ctx.worker_id, model.model_id, epoch, partition, data.rows, t3 - t2,
     )  # fmt: skip
     return {
         "metrics": metrics,
         "rows": data.rows,
         "version": version,
+        "state": new_state,
         "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "train_s": t3 - t2, "save_s": t4 - t3},
     }
 
@@ -121,26 +123,23 @@ def evaluate(
     model: ModelSpec,
     partition: int,
     version: int,
+    state: bytes | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` at ``version`` on validation partition ``partition``.
+    """Evaluate ``model`` at ``version`` (``state``, else its checkpoint) on validation partition ``partition``.
 
     Returns ``metrics`` (Keras' names, without the ``val_`` prefix), ``rows`` and ``timings``.
     """
     t0 = time.perf_counter()
-    keras_model = _model_at(ctx, store, model, version)
+    held = _model_at(ctx, store, model, version, state)
     t1 = time.perf_counter()
     data = _partitions(ctx).get_or_read(store, dataset, "val", partition)
     t2 = time.perf_counter()
     metrics: dict[str, float] = {}
     if data.rows:
-        x_order, y_order = _column_order(keras_model, dataset)
-        result = keras_model.evaluate(
-            data.x(x_order), data.y(y_order), sample_weight=data.weights,
-            batch_size=model.eval_batch_size, verbose=0, return_dict=True,
-        )  # fmt: skip
+        x_order, y_order = _column_order(held.model, dataset)
         # with sample weights, Keras' losses are per-row means of weighted losses and its metrics are
         # unweighted: the driver's row-weighted mean over partitions stays exact for both
-        metrics = {name: float(value) for name, value in result.items()}
+        metrics = held.test_pass(data.x(x_order), data.y(y_order), data.weights, model.eval_batch_size)
     t3 = time.perf_counter()
     return {
         "metrics": metrics,
@@ -163,8 +162,9 @@ def _learning_rate(keras_model: Any) -> float:
 # ---- the worker's caches -------------------------------------------------------------------------
 
 
-def _models(ctx: Any) -> OrderedDict[str, tuple[Any, tuple[str, int]]]:
-    """Built models by ``ModelSpec.cache_key``, each with the (model id, version) its state holds."""
+def _models(ctx: Any) -> OrderedDict[str, tuple[StepFunctions, tuple[str, int]]]:
+    """Built models (with their steps) by ``ModelSpec.cache_key``, each with the (model id, version)
+    whose state it holds."""
     return ctx.cache.setdefault("models", OrderedDict())  # type: ignore[no-any-return]
 
 
@@ -172,49 +172,34 @@ def _partitions(ctx: Any) -> PartitionCache:
     return ctx.cache.setdefault("partitions", PartitionCache())  # type: ignore[no-any-return]
 
 
-def _model_at(ctx: Any, store: Store, spec: ModelSpec, version: int) -> Any:
-    """A compiled Keras model for ``spec`` holding the state of ``version``.
+def _model_at(
+    ctx: Any, store: Store, spec: ModelSpec, version: int, state: bytes | None = None
+) -> StepFunctions:
+    """A compiled Keras model for ``spec`` (with its steps) holding the state of ``version``.
 
-    Reuses this worker's built model when it has one for the spec's structure, loading the
-    checkpoint only when the model's state is not already there (another model of the same
-    structure ran since, or another worker trained this one); so each structure is built and
-    traced once per worker.
+    Reuses this worker's built model when it has one for the spec's structure, restoring the state
+    only when it is not already there (another model of the same structure ran since, or another
+    worker trained this one): from ``state`` when given, else from the checkpoint in the Store. So
+    each structure is built and traced once per worker.
     """
     models = _models(ctx)
     cached = models.get(spec.cache_key)
-    state: tuple[str, int] | None = None
+    held: tuple[str, int] | None = None
     if cached is None:
-        keras_model = _build(store, spec)
+        steps = StepFunctions(_build(store, spec))
     else:
-        keras_model, state = cached
+        steps, held = cached
         models.move_to_end(spec.cache_key)
-    if state != (spec.model_id, version):
-        _load_checkpoint(store, keras_model, spec.checkpoint_key(version))
-    models[spec.cache_key] = (keras_model, (spec.model_id, version))
+    if held != (spec.model_id, version):
+        if state is not None:
+            keras_io.set_state(steps.model, state)
+        else:
+            keras_io.load_checkpoint(store, spec.checkpoint_key(version), steps.model)
+    models[spec.cache_key] = (steps, (spec.model_id, version))
     while len(models) > MAX_CACHED_MODELS:
         models.popitem(last=False)
-    return keras_model
+    return steps
 
 
 def _build(store: Store, spec: ModelSpec) -> Any:
-    import keras
-
-    custom_objects = pickle.loads(spec.custom_objects) if spec.custom_objects else None  # noqa: S301
-    with store.local_copy(spec.initial_key) as path:
-        model = keras.models.load_model(path, custom_objects=custom_objects, compile=True)
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def _load_checkpoint(store: Store, keras_model: Any, key: str) -> None:
-    with store.local_copy(key) as path:
-        keras_model.load_weights(path)
-
-
-def _save_checkpoint(store: Store, keras_model: Any, key: str) -> None:
-    """Write weights and optimizer state to ``key`` atomically (never legacy ``.h5``)."""
-    with tempfile.TemporaryDirectory(prefix="cerebro-ckpt-") as tmp:
-        path = os.path.join(tmp, "state.weights.h5")
-        keras_model.save_weights(path)
-        store.upload(path, key)
+    return keras_io.load_model(store, spec.initial_key, spec.custom_objects)

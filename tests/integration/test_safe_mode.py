@@ -20,7 +20,7 @@ def lambda_model_bytes(tmp_path_factory):
 
 
 def test_the_driver_side_loader_refuses_code_in_model_files(lambda_model_bytes):
-    from cerebro_spark.ml._model_io import model_from_bytes
+    from cerebro_spark.training.keras_io import model_from_bytes
 
     with pytest.raises(ValueError, match=r"(?i)lambda.*safe_mode"):
         model_from_bytes(lambda_model_bytes)

@@ -71,7 +71,7 @@ def test_only_latest_and_best_checkpoints_are_kept(store):
     model = result.models["m0000"]
     names = store.listdir(layout.model_root("r1", "m0000"))
     kept = sorted(n for n in names if n.startswith("ckpt-"))
-    assert kept == [f"ckpt-{model.version:06d}.weights.h5"]  # best epoch is the last one here
+    assert kept == [f"ckpt-{model.version:06d}.state"]  # best epoch is the last one here
     assert model.best_version == model.version == 3 * 2
 
 

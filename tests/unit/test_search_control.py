@@ -75,7 +75,7 @@ def test_stop_mid_epoch_drops_the_partial_epoch_and_frees_the_model(store):
     assert all(result.models[m].status == "completed" for m in ("m0000", "m0002"))
     assert not any(u.model_id == "m0001" and u.epoch > 2 for u in result.units)
     kept = [n for n in store.listdir(layout.model_root("r1", "m0001")) if n.startswith("ckpt-")]
-    assert kept == ["ckpt-000002.weights.h5"]  # the partial epoch's checkpoint is gone
+    assert kept == ["ckpt-000002.state"]  # the partial epoch's checkpoint is gone
     [event] = events(store)
     assert event["command"] == {"kind": "stop", "model_id": "m0001", "reason": "stopped by the user"}
     assert control.state == "finished" and control.snapshot().models["m0001"].status == "stopped"

@@ -190,7 +190,7 @@ def test_layout_keys():
     assert layout.journal_key("run-1") == "runs/run-1/journal.jsonl"
     assert layout.model_root("run-1", "m0") == "runs/run-1/models/m0"
     assert layout.initial_model_key("run-1", "m0") == "runs/run-1/models/m0/model.keras"
-    assert layout.checkpoint_key("run-1", "m0", 3) == "runs/run-1/models/m0/ckpt-000003.weights.h5"
+    assert layout.checkpoint_key("run-1", "m0", 3) == "runs/run-1/models/m0/ckpt-000003.state"
     assert layout.history_key("run-1", "m0") == "runs/run-1/models/m0/history.jsonl"
     assert layout.final_model_key("run-1", "m0", "best") == "runs/run-1/models/m0/best.keras"
     assert layout.tensorboard_root("run-1", "m0") == "runs/run-1/models/m0/tensorboard"
@@ -198,7 +198,7 @@ def test_layout_keys():
 
 def test_layout_keys_are_valid_store_keys(store):
     store.write_text(layout.checkpoint_key("run-1", "m0", 0), "w")
-    assert store.listdir(layout.model_root("run-1", "m0")) == ["ckpt-000000.weights.h5"]
+    assert store.listdir(layout.model_root("run-1", "m0")) == ["ckpt-000000.state"]
 
 
 @pytest.mark.parametrize("run_id", ["run-1", "a", "R.2_x-3", "x" * 128])
