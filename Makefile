@@ -67,6 +67,7 @@ test-e2e: install
 	$(BIN)/python -m pytest -m slow -q
 
 bench: install
+	$(BIN)/python benchmarks/bench_end_to_end.py
 	$(BIN)/python benchmarks/bench_mop.py
 	$(BIN)/python benchmarks/bench_search.py
 	$(BIN)/python benchmarks/bench_parallelism.py
@@ -77,6 +78,7 @@ bench: install
 
 ## Smoke runs of the newer benchmarks (tiny settings; their figures mean little). Results go to /tmp.
 bench-quick: install
+	$(BIN)/python benchmarks/bench_end_to_end.py --quick --out /tmp/cerebro-bench-end_to_end.md
 	$(BIN)/python benchmarks/bench_parallelism.py --quick --out /tmp/cerebro-bench-parallelism.md
 	$(BIN)/python benchmarks/bench_scheduler_sim.py --quick --out /tmp/cerebro-bench-scheduler_sim.md
 	$(BIN)/python benchmarks/bench_hop_overhead.py --quick --out /tmp/cerebro-bench-hop_overhead.md

@@ -168,7 +168,7 @@ def test_model_is_loaded_once_per_worker_process():
     import keras
 
     from cerebro_spark.ml import _inference
-    from cerebro_spark.ml._model_io import model_to_bytes
+    from cerebro_spark.training.keras_io import model_to_bytes
 
     data = model_to_bytes(_compiled(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), "mse"))
     first = _inference._load("digest-a", data, b"")
