@@ -272,7 +272,14 @@ class MopDriver:
         task_id = self.workers.track(assignment, unit.submitted_at)
         value = {"version": unit.version, "metrics": unit.metrics, "rows": unit.rows, "timings": unit.timings}
         self._on_result(
-            TaskResult(task_id, unit.worker_id, True, value, "", "", unit.started_at, unit.finished_at)
+            TaskResult(
+                task_id=task_id,
+                worker_id=unit.worker_id,
+                ok=True,
+                value=value,
+                started_at=unit.started_at,
+                finished_at=unit.finished_at,
+            )
         )
         self.units[-1] = unit  # with its original times
 
