@@ -89,7 +89,8 @@ lint: install
 	$(BIN)/ruff format --check cerebro_spark tests examples benchmarks
 
 typecheck: install
-	$(BIN)/mypy --strict cerebro_spark/scheduler cerebro_spark/search cerebro_spark/store cerebro_spark/backend/base.py
+	$(BIN)/mypy --strict cerebro_spark/scheduler cerebro_spark/search cerebro_spark/store cerebro_spark/backend/base.py \
+		cerebro_spark/driver cerebro_spark/training/keras_io.py cerebro_spark/training/steps.py
 
 imports: install
 	$(BIN)/lint-imports

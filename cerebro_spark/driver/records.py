@@ -9,7 +9,29 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from typing import Any
+
+
+class ModelStatus(str, Enum):
+    """Where a model of the search is; its value is what records, JSON files and snapshots show.
+
+    A ``str``: ``ModelStatus.FAILED == "failed"``, and it prints, formats and serializes as its
+    value. The :class:`~cerebro_spark.driver.book.ModelBook` moves models between these states and
+    stores the plain value in ``ModelRecord.status`` (so pickles, Spark rows and JSON see a ``str``).
+    """
+
+    RUNNING = "running"  # the scheduler hands out its units
+    PAUSED = "paused"  # between epochs, until the search algorithm resumes or stops it
+    COMPLETED = "completed"  # trained every epoch it was meant to
+    STOPPED = "stopped"  # ended early, by the search algorithm or the user
+    FAILED = "failed"  # a unit failed or its loss diverged; final
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, format_spec: str) -> str:
+        return format(str(self.value), format_spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +79,9 @@ class ModelRecord:
 
     model_id: str
     params: dict[str, Any]
-    status: str = "running"  # running | completed | stopped | failed
+    status: str = (
+        ModelStatus.RUNNING.value
+    )  # a ModelStatus value: running | paused | completed | stopped | failed
     reason: str = ""
     history: list[EpochRecord] = field(default_factory=list)
     version: int = 0

@@ -8,25 +8,30 @@ A run's files say everything a search needs to continue:
   each with the number of journal units before it;
 - each model's ``history.jsonl`` and its checkpoints (the latest and the best are always kept).
 
-The driver resumes by *replaying*: a fresh search algorithm (same seed) and a fresh scheduler
-see the journal's units and the events in their original order, so they end in the state they
-had when the run stopped, and every decision (stop, pause, new trials) is made again, the same
-way. No unit is run during replay; the first unit run afterwards is the first one the journal
-lacks. Units of an epoch that had not closed are kept (they have checkpoints). A journal or
-history line torn by a crash mid-write is dropped.
+The driver resumes by *replaying* (:func:`restore`): a fresh search algorithm (same seed) and a
+fresh scheduler see the journal's units and the events in their original order, so they end in
+the state they had when the run stopped, and every decision (stop, pause, new trials) is made
+again, the same way. No unit is run and nothing is written during replay (the driver's
+:class:`~cerebro_spark.driver.run_record.RunRecorder` is muted); the first unit run afterwards is
+the first one the journal lacks. Units of an epoch that had not closed are kept (they have
+checkpoints). A journal or history line torn by a crash mid-write is dropped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cerebro_spark.driver.records import EpochRecord, UnitRecord
+from cerebro_spark.driver.book import ModelBook
+from cerebro_spark.driver.commands import LiveCommands
+from cerebro_spark.driver.control import command_from_dict
+from cerebro_spark.driver.records import EpochRecord, ModelRecord, UnitRecord
+from cerebro_spark.driver.run_record import RunRecorder, events_key, jsonable
 from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.scheduler import Assignment, Unit, UnitKind
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
 
@@ -34,11 +39,6 @@ logger = logging.getLogger(__name__)
 
 #: Run record fields that must be equal for a run to be resumed (the algorithm's settings aside).
 CHECKED_FIELDS = ("seed", "metric", "mode", "deterministic", "fixed_order", "num_workers")
-
-
-def events_key(run_id: str) -> str:
-    """The run's log of events between units: ``runs/<run_id>/events.jsonl``."""
-    return f"{layout.run_root(run_id)}/events.jsonl"
 
 
 @dataclass
@@ -104,11 +104,6 @@ def read_jsonl(store: Store, key: str) -> list[dict[str, Any]]:
     return rows
 
 
-def append_event(store: Store, run_id: str, event: dict[str, Any]) -> None:
-    """Append one event line (it carries ``at_unit``: how many journal units came before it)."""
-    store.append_text(events_key(run_id), json.dumps(event) + "\n")
-
-
 def check_resumable(log: RunLog, header: dict[str, Any]) -> None:
     """Raise :class:`InvalidParamError` unless ``header`` (the new run's settings) matches the record.
 
@@ -163,27 +158,79 @@ def mismatch(log: RunLog, what: str) -> InvalidParamError:
     )
 
 
-class MutedStore:
-    """A Store that reads through and drops every write: what the driver writes to while replaying."""
+def restore(
+    log: RunLog,
+    book: ModelBook,
+    recorder: RunRecorder,
+    commands: LiveCommands,
+    take: Callable[[Assignment, UnitRecord], None],
+) -> float:
+    """Replay the run's journal and events: the scheduler, the search algorithm and the records end
+    in the state the run had when it stopped; nothing runs, and nothing is written meanwhile
+    (``recorder`` is muted). Then the stored histories are completed.
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    ``take(assignment, unit)`` hands the driver a journal unit as the scheduler assigned it, with
+    its recorded result. Returns the search time of the sessions before this one.
+    """
+    check_resumable(log, recorder.header())
+    events = log.events_at()
+    with recorder.muted():
+        for position, unit in enumerate(log.units):
+            for event in events.pop(position, []):
+                _replay_event(log, book, commands, event)
+            _replay_unit(log, book, recorder, take, unit)
+        for event in events.pop(len(log.units), []):
+            _replay_event(log, book, commands, event)
+    if events:
+        raise mismatch(log, f"events after the end of the journal: {events}")
+    for model_id, model in book.models.items():
+        check_params(log, model_id, {k: jsonable(v) for k, v in model.params.items()})
+        _restore_history(log, recorder, model)
+    logger.info(
+        "run %s resumed: %d units and %d events replayed; %d models active",
+        log.run_id, len(log.units), len(log.events), len(book.scheduler.active_models),
+    )  # fmt: skip
+    return float(log.record.get("wall_seconds", 0.0))
 
-    def __getattr__(self, name: str) -> Any:
-        if name in ("append_text", "write_text", "write_json", "write_bytes", "delete", "upload"):
-            return lambda *args, **kwargs: None
-        return getattr(self._store, name)
+
+def _replay_unit(
+    log: RunLog,
+    book: ModelBook,
+    recorder: RunRecorder,
+    take: Callable[[Assignment, UnitRecord], None],
+    record: UnitRecord,
+) -> None:
+    """Hand out the journal's unit as the scheduler would, and take its recorded result."""
+    unit = Unit(record.model_id, record.epoch, record.partition, UnitKind(record.kind))
+    if record.model_id not in book.models or unit not in book.scheduler.runnable_units(record.partition):
+        raise mismatch(log, f"its unit {unit} is not runnable after {len(recorder.units)} units")
+    take(book.scheduler.assign(record.partition, unit), record)
 
 
-@contextlib.contextmanager
-def replaying(driver: Any) -> Iterator[None]:
-    """While the block runs, ``driver`` writes nothing to its Store and calls no callback."""
-    store, callbacks = driver.store, driver.callbacks
-    driver.store, driver.callbacks = MutedStore(store), []
-    try:
-        yield
-    finally:
-        driver.store, driver.callbacks = store, callbacks
+def _replay_event(log: RunLog, book: ModelBook, commands: LiveCommands, event: dict[str, Any]) -> None:
+    model_id = event.get("model_id", "")
+    if event["event"] == "failed":
+        if model_id not in book.scheduler.active_models:
+            raise mismatch(log, f"model {model_id!r} failed but it is not active")
+        book.models[model_id].error = event["error"]
+        book.fail(model_id, event["reason"])
+    elif event["event"] == "command":
+        commands.apply(command_from_dict(event["command"]))
+    else:
+        raise mismatch(log, f"unknown event {event!r}")
+
+
+def _restore_history(log: RunLog, recorder: RunRecorder, model: ModelRecord) -> None:
+    """Keep the stored history lines (their times); append the epochs a crash kept out of it."""
+    stored = [
+        EpochRecord(**line)
+        for line in read_jsonl(recorder.store, layout.history_key(log.run_id, model.model_id))
+    ]
+    if [r.epoch for r in stored] != [r.epoch for r in model.history[: len(stored)]]:
+        raise mismatch(log, f"model {model.model_id!r} has epochs {[r.epoch for r in stored]} in its history")
+    model.history[: len(stored)] = stored
+    for record in model.history[len(stored) :]:
+        recorder.history(record)
 
 
 def _json_round_trip(value: Any) -> Any:

@@ -147,10 +147,12 @@ def set_state(model: keras.Model, state: bytes | memoryview) -> None:
 
 def pack_arrays(arrays: list[np.ndarray]) -> bytes:
     """Arrays as one blob: magic, header length, JSON header (dtype, shape, offset each), aligned bytes."""
-    entries, offset = [], 0
+    entries: list[dict[str, Any]] = []
+    offsets, offset = [], 0
     for array in arrays:
         offset = -(-offset // _ALIGN) * _ALIGN
         entries.append({"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
+        offsets.append(offset)
         offset += array.nbytes
     header = json.dumps({"arrays": entries}).encode()
     start = len(STATE_MAGIC) + _HEADER_LEN_BYTES + len(header)
@@ -161,8 +163,8 @@ def pack_arrays(arrays: list[np.ndarray]) -> bytes:
         _HEADER_LEN_BYTES, "big"
     )
     blob[len(STATE_MAGIC) + _HEADER_LEN_BYTES : len(STATE_MAGIC) + _HEADER_LEN_BYTES + len(header)] = header
-    for entry, array in zip(entries, arrays, strict=True):
-        begin = start + entry["offset"]
+    for array_offset, array in zip(offsets, arrays, strict=True):
+        begin = start + array_offset
         blob[begin : begin + array.nbytes] = np.ascontiguousarray(array).tobytes()
     return bytes(blob)
 

@@ -61,7 +61,7 @@ class StepFunctions:
         logs: Any = {}
         for start in range(0, rows, batch_size):
             stop = min(start + batch_size, rows)
-            batch = (_slice(x, start, stop), _slice(y, start, stop))
+            batch: tuple[Any, ...] = (_slice(x, start, stop), _slice(y, start, stop))
             if sample_weight is not None:
                 batch = (*batch, sample_weight[start:stop])
             logs = self._step(kind, batch)
@@ -97,7 +97,7 @@ class StepFunctions:
             lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)), batch
         )
 
-        @tf.autograph.experimental.do_not_convert
+        @tf.autograph.experimental.do_not_convert  # type: ignore[untyped-decorator]
         def one_step(data: Any) -> Any:
             return step(data)
 

@@ -1,0 +1,176 @@
+"""The backend's workers as the driver sees them: :class:`Workers`.
+
+It keeps the units in flight (one per busy worker), starts and sets up the workers, and relaunches
+them when they are lost: the units in flight are put back and run again, nothing else is
+retrained, up to the backend's ``max_restarts`` relaunches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
+from cerebro_spark.driver.records import UnitRecord
+from cerebro_spark.driver.settings import RunSettings
+from cerebro_spark.errors import BackendError, TaskFailedError
+from cerebro_spark.scheduler import Assignment
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Flight:
+    """A unit in flight: its assignment and when it was submitted."""
+
+    assignment: Assignment
+    submitted_at: float
+
+    def unit_record(self, result: TaskResult, *, version: int) -> UnitRecord:
+        """The record of this unit, completed with ``result`` (its model now at ``version``)."""
+        unit, value = self.assignment.unit, result.value
+        return UnitRecord(
+            model_id=unit.model_id,
+            epoch=unit.epoch,
+            partition=unit.partition,
+            kind=unit.kind.value,
+            worker_id=self.assignment.worker_id,
+            version=version,
+            rows=int(value["rows"]),
+            metrics=dict(value["metrics"]),
+            timings=dict(value.get("timings", {})),
+            submitted_at=self.submitted_at,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            received_at=time.time(),
+        )
+
+
+class Workers:
+    """The units in flight on the backend's workers, the workers' start-up and their relaunches.
+
+    Parameters
+    ----------
+    backend : Backend
+        Runs the tasks.
+    settings : RunSettings
+        The seed and determinism the workers are set up with; how long to wait for a result.
+    setup_task : str
+        The dotted path of the task that sets a worker up.
+
+    Attributes
+    ----------
+    losses : list of dict
+        One entry per relaunch of the workers: the worker lost, why, the units put back, when.
+    """
+
+    def __init__(self, backend: Backend, settings: RunSettings, setup_task: str) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.setup_task = setup_task
+        self.losses: list[dict[str, Any]] = []
+        self._flights: dict[int, Flight] = {}
+        self._task_ids = 0
+
+    # ---- units in flight -------------------------------------------------------------------------
+
+    def idle(self) -> list[int]:
+        """The workers with no unit in flight."""
+        busy = {flight.assignment.worker_id for flight in self._flights.values()}
+        return [w for w in range(self.backend.num_workers) if w not in busy]
+
+    def submit(self, assignment: Assignment, request: Callable[[int, Assignment], TaskRequest]) -> None:
+        """Run ``request(task_id, assignment)`` on the assignment's worker."""
+        task_id = self.track(assignment, time.time())
+        self.backend.submit(assignment.worker_id, request(task_id, assignment))
+
+    def track(self, assignment: Assignment, submitted_at: float) -> int:
+        """Count ``assignment`` in flight (a resume tracks the journal's units so); returns its task id."""
+        task_id = self._new_task_id()
+        self._flights[task_id] = Flight(assignment, submitted_at)
+        return task_id
+
+    def land(self, task_id: int) -> Flight | None:
+        """The flight of a task whose result came (None for an unknown task); no longer in flight."""
+        return self._flights.pop(task_id, None)
+
+    def busy(self) -> bool:
+        """Whether any unit is in flight."""
+        return bool(self._flights)
+
+    def in_flight(self, model_id: str) -> bool:
+        """Whether a unit of the model is in flight."""
+        return any(f.assignment.unit.model_id == model_id for f in self._flights.values())
+
+    def next_result(self) -> TaskResult:
+        """The next result; :class:`WorkerLostError` when the backend lost a worker."""
+        result = self.backend.next_result(timeout=self.settings.result_timeout_s)
+        if result is None:
+            raise BackendError(
+                f"No worker reported for {self.settings.result_timeout_s:.0f}s "
+                f"(units in flight: {[f.assignment.unit for f in self._flights.values()]})."
+            )
+        return result
+
+    # ---- start-up and losses ---------------------------------------------------------------------
+
+    def start(
+        self, put_back: Callable[[Sequence[Assignment]], None], lost: WorkerLostError | None = None
+    ) -> None:
+        """Start the workers and set them up; after ``lost``, hand the units in flight to
+        ``put_back`` and relaunch the workers (again while they are lost during set-up)."""
+        while True:
+            if lost is None:
+                self.backend.start()
+            else:
+                self._on_lost(lost, put_back)
+                self.backend.restart()
+            try:
+                self._set_up()
+                return
+            except WorkerLostError as again:
+                lost = again
+
+    def _set_up(self) -> None:
+        kwargs = {"seed": self.settings.seed, "deterministic": self.settings.deterministic}
+        for worker in range(self.backend.num_workers):
+            self.backend.submit(worker, TaskRequest(self._new_task_id(), self.setup_task, kwargs))
+        for _ in range(self.backend.num_workers):
+            result = self.next_result()
+            if not result.ok:
+                raise TaskFailedError(
+                    f"Worker {result.worker_id} failed to set up: {result.error}\n{result.traceback}",
+                    worker_id=result.worker_id,
+                    remote_traceback=result.traceback,
+                )
+            logger.debug("worker %d ready: %s", result.worker_id, result.value)
+
+    def _on_lost(self, lost: WorkerLostError, put_back: Callable[[Sequence[Assignment]], None]) -> None:
+        """Put back every unit in flight (a lost barrier stage loses them all); give up past the limit."""
+        flights = list(self._flights.values())
+        self._flights.clear()
+        put_back([flight.assignment for flight in flights])
+        units = [f"{u.kind.value} {u.model_id} epoch {u.epoch} partition {u.partition}"
+                 for u in (f.assignment.unit for f in flights)]  # fmt: skip
+        self.losses.append(
+            {"worker_id": lost.worker_id, "reason": lost.reason, "units_put_back": units, "at": time.time()}
+        )
+        limit = self.backend.max_restarts
+        if len(self.losses) > limit:
+            tail = lost.log_tail.strip()
+            raise BackendError(
+                f"Worker {lost.worker_id} was lost ({lost.reason}) after the workers had been relaunched "
+                f"{limit} times (max_restarts={limit}); giving up. {lost}"
+                + (f"\nLast words of the worker:\n{tail}" if tail else "")
+            ) from lost
+        logger.warning(
+            "worker %d lost (%s): relaunching the workers (%d of at most %d); %d units in flight put back: %s",
+            lost.worker_id, lost.reason, len(self.losses), limit, len(units), units,
+        )  # fmt: skip
+
+    def _new_task_id(self) -> int:
+        self._task_ids += 1
+        return self._task_ids
