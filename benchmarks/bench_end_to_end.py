@@ -42,24 +42,34 @@ RATES = [3e-2, 1e-2, 3e-3, 1e-3]
 CONFIGS = [{"width": w, "lr": lr} for w in WIDTHS for lr in RATES]
 
 
-def build_model(width: int, lr: float):
+def mlp(width: int):
     import keras
 
-    model = keras.Sequential([
+    return keras.Sequential([
         keras.Input((20,)),
         keras.layers.Dense(width, activation="relu"),
         keras.layers.Dense(width, activation="relu"),
         keras.layers.Dense(1, activation="sigmoid"),
     ])  # fmt: skip
+
+
+def build_model(width: int, lr: float):
+    import keras
+
+    model = mlp(width)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy", metrics=["accuracy"])
     return model
 
 
 def estimator_gen_fn(params):
+    import keras
+
     from cerebro_spark.keras import KerasEstimator
 
-    model = build_model(params["width"], params["lr"])
-    return KerasEstimator(model=model, batch_size=params["batch_size"])
+    return KerasEstimator(
+        model=mlp(params["width"]), optimizer=keras.optimizers.Adam(params["lr"]), loss="binary_crossentropy",
+        metrics=["accuracy"], batch_size=params["batch_size"],
+    )  # fmt: skip
 
 
 # ---- the two approaches, in a child process ------------------------------------------------------
