@@ -237,6 +237,8 @@ class MopDriver:
             if state is not None:  # the next unit gets it from memory; the Store keeps it durable
                 self.recorder.checkpoint(model_id, int(value["version"]), state)
                 self.states.put(model_id, int(value["version"]), state)
+            else:  # the task wrote its checkpoint itself (a large state): the next unit reads it
+                self.states.drop(model_id)
             seconds = result.finished_at - result.started_at
             self.book.take_train(model_id, int(value["version"]), value["metrics"], value["rows"], seconds)
         else:

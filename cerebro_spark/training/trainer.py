@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 #: How many built models one worker keeps in memory (least recently used ones are dropped).
 MAX_CACHED_MODELS = int(os.environ.get("CEREBRO_MAX_CACHED_MODELS", "32"))
 
+#: A state larger than this is not handed back in memory: the worker writes it to the Store itself
+#: (the control plane's frames are bounded, and a driver should not hold states of that size).
+INLINE_STATE_MAX_BYTES = int(os.environ.get("CEREBRO_INLINE_STATE_MAX_BYTES", str(256 << 20)))
+
 
 def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> dict[str, Any]:
     """Limit TensorFlow to the task's cores and, if asked, make its ops deterministic.
@@ -85,7 +89,8 @@ def train_sub_epoch(
     -------
     dict
         ``metrics`` (Keras' epoch-mean training metrics), ``rows``, ``version`` (the new one),
-        ``state`` (its state blob, for the driver to hand on and to write as the checkpoint) and
+        ``state`` (its state blob, for the driver to hand on and to write as the checkpoint; None when
+        it is larger than :data:`INLINE_STATE_MAX_BYTES`: then this task wrote the checkpoint) and
         ``timings`` (``load_s``, ``read_s``, ``train_s``, ``save_s``).
     """
     t0 = time.perf_counter()
@@ -98,7 +103,10 @@ def train_sub_epoch(
     metrics = held.train_pass(data.x(x_order), data.y(y_order), data.weights, model.batch_size)
     t3 = time.perf_counter()
     version = from_version + 1
-    new_state = keras_io.get_state(held.model)
+    new_state: bytes | None = keras_io.get_state(held.model)
+    if new_state is not None and len(new_state) > INLINE_STATE_MAX_BYTES:
+        store.write_bytes(model.checkpoint_key(version), new_state)  # durable before the result
+        new_state = None
     _models(ctx)[model.cache_key] = (held, (model.model_id, version))
     t4 = time.perf_counter()
     metrics["learning_rate"] = _learning_rate(held.model)

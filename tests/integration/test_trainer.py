@@ -69,6 +69,19 @@ def runs(tmp_path_factory):
     return store, run(store, "shared", share=True), run(store, "alone", share=False)
 
 
+def test_states_too_large_to_hand_on_in_memory_go_through_the_store_with_the_same_histories(
+    runs, monkeypatch
+):
+    from cerebro_spark.training import trainer
+
+    store, (in_memory, _), _ = runs
+    monkeypatch.setattr(trainer, "INLINE_STATE_MAX_BYTES", 0)  # every state is "too large"
+    through_store, _ = run(store, "large", share=True)
+    assert {m: r.metric_series() for m, r in through_store.models.items()} == {
+        m: r.metric_series() for m, r in in_memory.models.items()
+    }
+
+
 def test_models_sharing_a_traced_structure_train_exactly_as_alone(runs):
     _, (shared, specs), (alone, _) = runs
     assert len({s.structure_key for s in specs.values()}) == 2  # two widths, two learning rates each
