@@ -92,7 +92,7 @@ class SearchAlgorithm(ABC):
         epoch : int
             The epoch it finished (1-based).
         metrics : Mapping[str, float]
-            Its metrics for that epoch (``train_*`` and ``val_*``).
+            Its metrics for that epoch: training metrics under Keras' names (``loss``...) and validation metrics as ``val_*``.
 
         Returns
         -------

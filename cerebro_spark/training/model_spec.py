@@ -1,9 +1,10 @@
 """What a worker needs to know about one model: a plain, picklable value (no Keras import here).
 
 The model itself (architecture, compiled loss/metrics, optimizer) travels as a ``.keras`` file in
-the Store, written once on the driver; its weights and optimizer state travel as versioned
-``.weights.h5`` checkpoints (see :mod:`cerebro_spark.store.layout`). Version ``v`` is the state after
-``v`` training units (sub-epochs); version 0 is the initial state.
+the Store, written once on the driver; its weights and optimizer state travel as state blobs (see
+:mod:`cerebro_spark.training.keras_io`): in memory from unit to unit, and as versioned checkpoints in
+the Store (:mod:`cerebro_spark.store.layout`). Version ``v`` is the state after ``v`` training units
+(sub-epochs); version 0 is the initial state.
 """
 
 from __future__ import annotations
