@@ -146,27 +146,29 @@ def set_state(model: keras.Model, state: bytes | memoryview) -> None:
 
 
 def pack_arrays(arrays: list[np.ndarray]) -> bytes:
-    """Arrays as one blob: magic, header length, JSON header (dtype, shape, offset each), aligned bytes."""
+    """Arrays as one blob: magic, header length, JSON header (dtype, shape, offset each), aligned bytes.
+
+    The arrays' bytes are copied once, into the blob (no intermediate copies: a state can be large).
+    """
+    arrays = [
+        a if a.flags.c_contiguous else a.copy(order="C") for a in arrays
+    ]  # (ascontiguousarray makes 0-d 1-d)
     entries: list[dict[str, Any]] = []
-    offsets, offset = [], 0
+    offset = 0
     for array in arrays:
         offset = -(-offset // _ALIGN) * _ALIGN
         entries.append({"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
-        offsets.append(offset)
         offset += array.nbytes
     header = json.dumps({"arrays": entries}).encode()
-    start = len(STATE_MAGIC) + _HEADER_LEN_BYTES + len(header)
-    start = -(-start // _ALIGN) * _ALIGN
-    blob = bytearray(start + offset)
-    blob[: len(STATE_MAGIC)] = STATE_MAGIC
-    blob[len(STATE_MAGIC) : len(STATE_MAGIC) + _HEADER_LEN_BYTES] = len(header).to_bytes(
-        _HEADER_LEN_BYTES, "big"
-    )
-    blob[len(STATE_MAGIC) + _HEADER_LEN_BYTES : len(STATE_MAGIC) + _HEADER_LEN_BYTES + len(header)] = header
-    for array_offset, array in zip(offsets, arrays, strict=True):
-        begin = start + array_offset
-        blob[begin : begin + array.nbytes] = np.ascontiguousarray(array).tobytes()
-    return bytes(blob)
+    prefix = STATE_MAGIC + len(header).to_bytes(_HEADER_LEN_BYTES, "big") + header
+    start = -(-len(prefix) // _ALIGN) * _ALIGN
+    pieces: list[bytes | memoryview] = [prefix, bytes(start - len(prefix))]
+    position = 0
+    for entry, array in zip(entries, arrays, strict=True):
+        pieces.append(bytes(entry["offset"] - position))  # alignment padding
+        pieces.append(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
+        position = entry["offset"] + array.nbytes
+    return b"".join(pieces)
 
 
 def unpack_arrays(blob: bytes | memoryview) -> list[np.ndarray]:
