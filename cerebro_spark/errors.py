@@ -60,5 +60,12 @@ class PersistenceError(CerebroError, ValueError):
     """A saved instance cannot be written or read (what failed, and the versions that saved it)."""
 
 
+class ModelNotFoundError(CerebroError, KeyError):
+    """A model id that is not in the search (a ``KeyError`` too, as a missing key of a mapping is)."""
+
+    def __str__(self) -> str:  # the message as it is, not quoted as KeyError quotes keys
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(PersistenceError):
     """A model state (a checkpoint, or one handed between workers) that does not fit its model or is damaged."""

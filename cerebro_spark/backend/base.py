@@ -103,21 +103,23 @@ def resolve_function(path: str) -> Callable[..., Any]:
 
     Raises
     ------
-    ValueError
+    InvalidParamError
         If ``path`` is not of the form ``module:function`` or the function does not exist.
     """
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"A task function must be given as 'package.module:function'. Received: {path!r}")
+        raise InvalidParamError(
+            f"A task function must be given as 'package.module:function'. Received: {path!r}"
+        )
     module = importlib.import_module(module_name)
     try:
         fn = getattr(module, attr)
     except AttributeError:
-        raise ValueError(
+        raise InvalidParamError(
             f"Module {module_name!r} has no function {attr!r} (task function {path!r})."
         ) from None
     if not callable(fn):
-        raise ValueError(f"Task function {path!r} is not callable: {type(fn).__name__}.")
+        raise InvalidParamError(f"Task function {path!r} is not callable: {type(fn).__name__}.")
     return fn  # type: ignore[no-any-return]
 
 

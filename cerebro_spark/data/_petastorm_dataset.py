@@ -181,7 +181,7 @@ def _row(value: bytes, dtype: type, ndim: int, name: str) -> Any:
             loaded = loaded["arr"]
     array: np.ndarray = np.asarray(loaded, dtype=dtype)
     if array.ndim != ndim:
-        raise ValueError(
+        raise DataError(
             f"Petastorm field {name!r}: a row holds an array of shape {array.shape}, but the Unischema "
             f"declares {ndim} dimension(s)"
         )

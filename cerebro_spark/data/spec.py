@@ -85,10 +85,10 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DatasetSpec:
-        """The inverse of :meth:`to_dict`. Raises ``ValueError`` for a newer metadata format."""
+        """The inverse of :meth:`to_dict`. Raises ``DataError`` for a newer metadata format."""
         fmt = int(d.get("format", METADATA_FORMAT))
         if fmt > METADATA_FORMAT:
-            raise ValueError(
+            raise DataError(
                 f"Prepared data at {d.get('root')!r} has metadata format {fmt}, newer than this "
                 f"cerebro_spark understands ({METADATA_FORMAT}). Upgrade cerebro_spark or prepare the data again."
             )

@@ -327,7 +327,7 @@ def takes_prediction_params(init: _Init) -> _Init:
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
         unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise TypeError(
+            raise InvalidParamError(
                 f"{type(self).__name__}() got unexpected keyword argument(s) {unknown}. "
                 f"It takes: {sorted(known - {'self'})}."
             )

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.driver import SearchResult
+from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.search.space import flatten_params
 
 if TYPE_CHECKING:
@@ -159,7 +160,9 @@ def history_spark_frame(result: SearchResult, spark: SparkSession) -> DataFrame:
     from pyspark.sql import types as T
 
     if not isinstance(spark, SparkSession):
-        raise TypeError(f"get_history_spark_df needs a SparkSession. Received: spark={type(spark).__name__}")
+        raise InvalidParamError(
+            f"get_history_spark_df needs a SparkSession. Received: spark={type(spark).__name__}"
+        )
     columns, rows = history_columns(result), history_rows(result)
     fields, converters = [], []
     for column in columns:

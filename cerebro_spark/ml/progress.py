@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from cerebro_spark.driver import DriverCallback, EpochRecord, ModelRecord, SearchResult, UnitRecord
+from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.search import is_better
 
 logger = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class ProgressCallback(DriverCallback):
     def __init__(self, progress: SearchProgress, *, style: str = "auto", interval_s: float = 10.0,
                  file: IO[str] | None = None, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
         if style not in ("auto", "rich", "lines"):
-            raise ValueError(f"style must be 'auto', 'rich' or 'lines'. Received: style={style!r}")
+            raise InvalidParamError(f"style must be 'auto', 'rich' or 'lines'. Received: style={style!r}")
         self.progress, self.interval_s, self.clock = progress, interval_s, clock
         self.file = file if file is not None else sys.stderr
         self._last_shown = -math.inf

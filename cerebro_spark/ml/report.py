@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.driver import SearchResult
+from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml.history import leaderboard_frame
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def _check_metric(result: SearchResult, metric: str | None) -> str:
     metric = metric or result.metric
     known = sorted({name for m in result.models.values() for r in m.history for name in r.metrics})
     if known and metric not in known:
-        raise ValueError(
+        raise InvalidParamError(
             f"No model of run {result.run_id!r} reported the metric {metric!r}. Known metrics: {known}."
         )
     return metric

@@ -9,7 +9,7 @@ from pyspark.ml import Model
 from pyspark.sql import DataFrame
 
 from cerebro_spark.driver import ModelRecord, SearchResult
-from cerebro_spark.errors import TrainingError
+from cerebro_spark.errors import ModelNotFoundError, TrainingError
 from cerebro_spark.ml._params import HasOutputParams, HasPredictionParams, prediction_param_values
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.ml.model import KerasModel
@@ -83,7 +83,7 @@ class ModelSelectionModel(Model, HasPredictionParams, HasOutputParams, Persistab
     def _record(self, model_id: str) -> ModelRecord:
         models = self._result().models
         if model_id not in models:
-            raise KeyError(f"No model {model_id!r} in run {self.run_id!r}. Models: {list(models)}.")
+            raise ModelNotFoundError(f"No model {model_id!r} in run {self.run_id!r}. Models: {list(models)}.")
         return models[model_id]
 
     def get_model(self, model_id: str) -> KerasModel:

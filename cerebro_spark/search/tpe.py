@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from cerebro_spark.errors import MissingDependencyError
+from cerebro_spark.errors import MissingDependencyError, SearchSpaceError
 from cerebro_spark.search._rungs import check_metric, check_seed, metric_value
 from cerebro_spark.search.base import Decision, SearchAlgorithm, Trial, check_positive_int, make_model_id
 from cerebro_spark.search.metrics import is_better
@@ -71,7 +71,7 @@ def _suggest(trial: Any, name: str, dim: Any) -> Any:
         return trial.suggest_float(name, dim.low, dim.high, log=True)
     if isinstance(dim, Uniform):
         return trial.suggest_float(name, dim.low, dim.high)
-    raise TypeError(f"TPEAlgorithm cannot map dimension {dim!r} of {name!r} to Optuna.")
+    raise SearchSpaceError(f"TPEAlgorithm cannot map dimension {dim!r} of {name!r} to Optuna.")
 
 
 class TPEAlgorithm(SearchAlgorithm):

@@ -166,7 +166,7 @@ def pack_arrays(arrays: list[np.ndarray]) -> bytes:
     position = 0
     for entry, array in zip(entries, arrays, strict=True):
         pieces.append(bytes(entry["offset"] - position))  # alignment padding
-        pieces.append(memoryview(array.reshape(-1)).cast("B") if array.size else b"")
+        pieces.append(array.reshape(-1).view(np.uint8).data if array.size else b"")
         position = entry["offset"] + array.nbytes
     return b"".join(pieces)
 

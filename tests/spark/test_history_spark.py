@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml.history import history_spark_frame
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.testing.results import fake_search_result
@@ -34,5 +35,5 @@ def test_spark_history_has_the_rows_and_types_of_the_pandas_one(spark):
 
 
 def test_spark_history_needs_a_session():
-    with pytest.raises(TypeError, match="needs a SparkSession. Received: spark=str"):
+    with pytest.raises(InvalidParamError, match="needs a SparkSession. Received: spark=str"):
         history_spark_frame(fake_search_result(), "spark")

@@ -59,7 +59,7 @@ def test_every_class_takes_the_prediction_params_with_their_defaults(cls, tmp_pa
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
 def test_an_unknown_keyword_is_refused(cls):
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['probabilityCol'\]"):
+    with pytest.raises(InvalidParamError, match=r"unexpected keyword argument\(s\) \['probabilityCol'\]"):
         cls(probabilityCol="p")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from cerebro_spark.backend.local import LocalBackend
 from cerebro_spark.driver import MopDriver, RunSettings, UnitRecord
+from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._observers import SearchObservers
 from cerebro_spark.ml.progress import ProgressCallback, SearchProgress
 from cerebro_spark.search import GridSearchAlgorithm, hp_choice
@@ -93,5 +94,7 @@ def test_verbose_zero_shows_nothing(store, verbose):
 
 
 def test_a_bad_style_is_named():
-    with pytest.raises(ValueError, match="style must be 'auto', 'rich' or 'lines'. Received: style='tqdm'"):
+    with pytest.raises(
+        InvalidParamError, match="style must be 'auto', 'rich' or 'lines'. Received: style='tqdm'"
+    ):
         ProgressCallback(SearchProgress(2, "loss", "min", lambda m: 1, 2), style="tqdm")

@@ -8,6 +8,7 @@ import re
 import matplotlib
 import pytest
 
+from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml.report import plot, write_report
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.testing.results import fake_search_result
@@ -33,7 +34,7 @@ def test_plot_draws_one_line_per_model_and_highlights_the_best():
 def test_plot_of_another_metric_and_an_unknown_metric():
     fig = plot(fake_search_result(), metric="accuracy")
     assert fig.axes[0].get_ylabel() == "accuracy" and len(fig.axes[0].get_lines()) == 3
-    with pytest.raises(ValueError, match=r"reported the metric 'auc'\. Known metrics: \['accuracy'"):
+    with pytest.raises(InvalidParamError, match=r"reported the metric 'auc'\. Known metrics: \['accuracy'"):
         plot(fake_search_result(), metric="auc")
 
 
