@@ -218,7 +218,9 @@ def run_mop(spark, df, args, store_dir: str, jvm_pid: int) -> dict:
         "train_wall": run.wall_seconds,
         "written": data,
         "read": data,  # each worker reads its training and validation partition once and keeps it in memory
-        "checkpoints": parquet_bytes(os.path.join(store_dir, "runs"), "ckpt-*"),  # those kept: latest and best
+        "checkpoints": parquet_bytes(
+            os.path.join(store_dir, "runs"), "ckpt-*"
+        ),  # those kept: latest and best
         "memory": rss.top(args.workers),
         "accuracy": accuracy,
     }
