@@ -32,7 +32,7 @@ _STOP = object()
 class BackgroundStore(Store):
     """``store`` with its writes queued for a background thread (see the module's docstring).
 
-    It pickles as ``store`` itself, so requests that carry it reach workers as the plain Store.
+    Only the driver's thread uses it; tasks get ``target``, the plain Store.
 
     Parameters
     ----------
@@ -93,9 +93,6 @@ class BackgroundStore(Store):
         if error is not None:
             raise error
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_identity, (self.target,))
-
     # ---- writes: queued ------------------------------------------------------------------------------
 
     def write_bytes(self, key: str, data: bytes) -> None:
@@ -148,15 +145,5 @@ class BackgroundStore(Store):
         self.flush()
         return self.target.local_path(key)
 
-    def __eq__(self, other: object) -> bool:
-        return self.target == (other.target if isinstance(other, BackgroundStore) else other)
-
-    def __hash__(self) -> int:
-        return hash(self.target)
-
     def __repr__(self) -> str:
         return f"BackgroundStore({self.target!r})"
-
-
-def _identity(store: Store) -> Store:
-    return store

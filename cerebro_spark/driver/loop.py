@@ -191,11 +191,12 @@ class MopDriver:
     def _request(self, task_id: int, a: Assignment) -> TaskRequest:
         """The task that runs assignment ``a``: train the model on its partition, or evaluate it."""
         unit, spec = a.unit, self.specs[a.unit.model_id]
-        common = {"store": self.store, "dataset": self.dataset, "model": spec, "partition": unit.partition}
         version = self.models[unit.model_id].version
-        common["state"] = self.states.get(unit.model_id, version)
-        if common["state"] is None:  # the worker reads the checkpoint: it must be written by now
+        state = self.states.get(unit.model_id, version)
+        if state is None:  # the worker reads the checkpoint: it must be written by now
             self.store.flush()
+        common = {"store": self.store.target, "dataset": self.dataset, "model": spec,
+                  "partition": unit.partition, "state": state}  # fmt: skip
         if unit.kind is UnitKind.TRAIN:
             kwargs = {**common, "epoch": unit.epoch, "from_version": version, "seed": self.settings.seed}
             return TaskRequest(task_id, self.tasks.train, kwargs)

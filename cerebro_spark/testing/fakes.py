@@ -1,8 +1,8 @@
 """Fake worker tasks: the driver's loop runs on them without TensorFlow (a documented test double).
 
 They follow the real tasks' contracts (:mod:`cerebro_spark.training.trainer`): a training unit
-returns the next version, its state (``b"<model id>:<version>"``) and row-weighted metrics; an evaluation returns metrics and rows. The
-loss of a model goes down with every unit it trains, faster for a larger ``params["rate"]``, so
+returns the next version, its state (``b"<model id>:<version>"``) and row-weighted metrics; an
+evaluation returns metrics and rows. The loss of a model goes down with every unit it trains, faster for a larger ``params["rate"]``, so
 tests can check which model is best. ``params["fail_at_epoch"]`` makes a model raise;
 ``params["fault"]`` makes its worker die or hang once (:mod:`cerebro_spark.testing.faults`);
 ``params["unit_s"]`` makes each training unit take that many seconds.

@@ -212,13 +212,20 @@ def load_checkpoint(store: Store, key: str, model: keras.Model) -> None:
     A state blob is assigned directly; a ``.weights.h5`` file (written by Keras' ``save_weights``, as
     releases before the state blob did) is loaded with ``load_weights``.
     """
-    if not store.exists(key) and store.exists(layout.legacy_checkpoint_key(key)):
-        key = layout.legacy_checkpoint_key(key)
+    try:
+        _load_checkpoint_file(store, key, model)
+    except FileNotFoundError:
+        legacy = layout.legacy_checkpoint_key(key)
+        if not store.exists(legacy):
+            raise
+        _load_checkpoint_file(store, legacy, model)
+
+
+def _load_checkpoint_file(store: Store, key: str, model: keras.Model) -> None:
     with store.local_copy(key) as path:
         with open(path, "rb") as f:
             magic = f.read(len(STATE_MAGIC))
-        if magic == STATE_MAGIC:
-            with open(path, "rb") as f:
-                set_state(model, f.read())
-        else:
-            model.load_weights(path)
+            if magic == STATE_MAGIC:
+                set_state(model, magic + f.read())
+                return
+        model.load_weights(path)

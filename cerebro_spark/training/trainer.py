@@ -103,10 +103,10 @@ def train_sub_epoch(
     metrics = held.train_pass(data.x(x_order), data.y(y_order), data.weights, model.batch_size)
     t3 = time.perf_counter()
     version = from_version + 1
-    new_state: bytes | None = keras_io.get_state(held.model)
-    if new_state is not None and len(new_state) > INLINE_STATE_MAX_BYTES:
+    new_state = keras_io.get_state(held.model)
+    inline = len(new_state) <= INLINE_STATE_MAX_BYTES
+    if not inline:
         store.write_bytes(model.checkpoint_key(version), new_state)  # durable before the result
-        new_state = None
     _models(ctx)[model.cache_key] = (held, (model.model_id, version))
     t4 = time.perf_counter()
     metrics["learning_rate"] = _learning_rate(held.model)
@@ -118,7 +118,7 @@ def train_sub_epoch(
         "metrics": metrics,
         "rows": data.rows,
         "version": version,
-        "state": new_state,
+        "state": new_state if inline else None,
         "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "train_s": t3 - t2, "save_s": t4 - t3},
     }
 
@@ -133,7 +133,8 @@ def evaluate(
     version: int,
     state: bytes | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` at ``version`` (``state``, else its checkpoint) on validation partition ``partition``.
+    """Evaluate ``model`` at ``version`` (``state``, else its checkpoint) on validation partition
+    ``partition``.
 
     Returns ``metrics`` (Keras' names, without the ``val_`` prefix), ``rows`` and ``timings``.
     """
