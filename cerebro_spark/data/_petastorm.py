@@ -10,6 +10,7 @@ shuffles them per unit as usual.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,9 @@ INSTALL_HINT = (
     "pip install 'cerebro_spark[petastorm,tf]' in an environment of its own (Petastorm 0.13.1 needs "
     "pyarrow < 15 and numpy < 2, so pyspark 3.5: see docs/petastorm.md)"
 )
+
+
+_WARNINGS_LOCK = threading.Lock()
 
 
 def import_petastorm() -> Any:
@@ -113,7 +117,9 @@ def _batches(store: Store, part: PartitionSpec, names: list[str]) -> list[dict[s
     # Petastorm's fsspec options are the Store's (credentials of s3://, gs://... Stores).
     options = getattr(store, "_storage_options", None) or None
     fields = [f"^{re.escape(n)}$" for n in names]
-    with warnings.catch_warnings():
+    # catch_warnings swaps the process-wide filters: two readers in one process (LocalBackend's worker
+    # threads) must not interleave, or one restores the filters while the other still reads.
+    with _WARNINGS_LOCK, warnings.catch_warnings():
         # Petastorm 0.13.1 calls pyarrow 14 APIs that warn of their removal: nothing a user can act on.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
