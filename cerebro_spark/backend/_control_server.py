@@ -24,6 +24,7 @@ from cerebro_spark.backend.protocol import (
     Heartbeat,
     Hello,
     Message,
+    UndecodableMessage,
     server_handshake,
 )
 from cerebro_spark.errors import AuthenticationError, BackendError
@@ -252,6 +253,13 @@ class ControlServer:
             try:
                 message = channel.recv()
             except Exception as exc:
+                if isinstance(exc, UndecodableMessage) and exc.task_id is not None:  # that task fails, alone
+                    self._last_seen[worker_id] = time.monotonic()
+                    now = time.time()
+                    error = f"The driver cannot unpickle the result of task {exc.task_id}: {exc}"
+                    self._events.put(TaskResult(exc.task_id, worker_id, False, error=error, started_at=now,
+                                                finished_at=now))  # fmt: skip
+                    continue
                 if not self._closing.is_set():
                     if isinstance(exc, ConnectionError):
                         reason = "its connection closed: the worker process died or its Spark task was killed"

@@ -13,7 +13,14 @@ import threading
 import time
 
 from cerebro_spark.backend.base import TaskRequest, TaskResult, WorkerContext, run_task
-from cerebro_spark.backend.protocol import Channel, Heartbeat, Hello, Shutdown, client_handshake
+from cerebro_spark.backend.protocol import (
+    Channel,
+    Heartbeat,
+    Hello,
+    Shutdown,
+    UndecodableMessage,
+    client_handshake,
+)
 from cerebro_spark.errors import InvalidParamError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +100,11 @@ def _serve_requests(channel: Channel, ctx: WorkerContext) -> None:
         except (ConnectionError, OSError):
             logger.info("worker %d: the driver closed the connection", ctx.worker_id)
             return
+        except UndecodableMessage as exc:
+            if exc.task_id is None:
+                raise
+            _send_result(channel, _undecodable_request(exc, ctx.worker_id))
+            continue
         if isinstance(message, Shutdown):
             logger.info("worker %d: shutdown requested by the driver", ctx.worker_id)
             return
@@ -112,6 +124,20 @@ def _serve_requests(channel: Channel, ctx: WorkerContext) -> None:
                 "worker %d: the driver went away before task %d's result", ctx.worker_id, result.task_id
             )
             return
+
+
+def _undecodable_request(exc: UndecodableMessage, worker_id: int) -> TaskResult:
+    """The failed result of a request this worker cannot unpickle: the task fails, not the worker."""
+    now = time.time()
+    error = (
+        f"The worker cannot unpickle the request of task {exc.task_id} ({exc}). Every value sent to the "
+        "workers (params, custom objects) must be importable there: define its class or function in a "
+        "module the executors can import (a notebook's or script's __main__ is not), or pass plain values."
+    )
+    logger.warning("worker %d: %s", worker_id, error)
+    return TaskResult(
+        task_id=exc.task_id or 0, worker_id=worker_id, ok=False, error=error, started_at=now, finished_at=now
+    )
 
 
 def _send_result(channel: Channel, result: TaskResult) -> None:

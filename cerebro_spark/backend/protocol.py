@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import logging
 import pickle
 import secrets
@@ -25,6 +26,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from cerebro_spark.backend.base import TaskRequest, TaskResult
 from cerebro_spark.errors import AuthenticationError, BackendError, InvalidParamError
@@ -43,6 +45,86 @@ _MAC_BYTES = hashlib.sha256().digest_size
 _HEADER = struct.Struct(">I")
 _PICKLE_PROTOCOL = 5
 _SMALL_FRAME = 64 * 1024  # below this, header and payload go out in one send
+_OUT_OF_BAND_BYTES = 64 * 1024
+"""A ``bytes`` or ``bytearray`` value at least this large (a model's state) travels in a frame of its own, after the
+pickle, instead of being copied into the pickle and out of it again."""
+
+
+class _Pickler(pickle.Pickler):
+    """The channel's pickler: large ``bytes`` (and ``bytearray``) values go to ``buffers``; the pickle
+    holds their index."""
+
+    def __init__(self, file: io.BytesIO, buffers: list[bytes | bytearray]) -> None:
+        super().__init__(file, protocol=_PICKLE_PROTOCOL)
+        self._buffers = buffers
+
+    def persistent_id(self, obj: object) -> int | None:
+        large = isinstance(obj, (bytes, bytearray)) and len(obj) >= _OUT_OF_BAND_BYTES
+        if not large or type(obj) not in (bytes, bytearray):  # (subclasses pickle as usual)
+            return None
+        self._buffers.append(obj)  # type: ignore[arg-type]  # (bytes or bytearray, checked above)
+        return len(self._buffers) - 1
+
+
+class _Unpickler(pickle.Unpickler):
+    """The receiving side of :class:`_Pickler`: an index becomes the frame that buffer arrived in.
+
+    The value is a ``bytearray`` (the frame itself, not a copy): equal to the ``bytes`` sent, and
+    accepted wherever a bytes-like value is (``memoryview``, ``numpy.frombuffer``, file writes).
+    """
+
+    def __init__(self, data: memoryview, buffers: list[bytearray]) -> None:
+        super().__init__(io.BytesIO(data))
+        self._buffers = buffers
+
+    def persistent_load(self, pid: object) -> bytearray:
+        if type(pid) is not int or not 0 <= pid < len(self._buffers):
+            raise pickle.UnpicklingError(f"Unknown out-of-band buffer {pid!r}.")
+        return self._buffers[pid]
+
+
+class _Missing:
+    """Whatever :class:`_IdReader` cannot or need not rebuild (a value of a request or result)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+_ENVELOPES = frozenset((c.__module__, c.__qualname__) for c in (TaskRequest, TaskResult))
+
+
+class _IdReader(_Unpickler):
+    """Reads only the envelope of a message that failed to unpickle: a TaskRequest or TaskResult with
+    every value that is not a plain builtin replaced by :class:`_Missing`, for its ``task_id``."""
+
+    _KEEP = frozenset({("copyreg", "__newobj__"), ("copyreg", "_reconstructor"), ("builtins", "object"),
+                       ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray")})  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._KEEP or (module, name) in _ENVELOPES:
+            return super().find_class(module, name)
+        return _Missing
+
+
+def _task_id_of(data: memoryview, buffers: list[bytearray]) -> int | None:
+    try:
+        message = _IdReader(data, buffers).load()
+    except Exception:
+        return None
+    return message.task_id if isinstance(message, (TaskRequest, TaskResult)) else None
+
+
+class UndecodableMessage(BackendError):
+    """A whole message arrived but cannot be unpickled here (e.g. a value of a class that this process
+    cannot import). ``task_id`` is the request's or result's id when that much could be read, so that
+    the task can fail alone instead of the connection."""
+
+    def __init__(self, message: str, task_id: int | None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,24 +322,47 @@ class Channel:
         return self._sock
 
     def send(self, message: Message) -> None:
-        """Pickle ``message`` and send it as one frame.
+        """Pickle ``message`` and send it: one frame of the buffer count and the pickle, then one frame
+        per out-of-band buffer (large ``bytes`` values, see :data:`_OUT_OF_BAND_BYTES`).
 
-        Raises InvalidParamError (and sends nothing) if ``message`` cannot be pickled.
+        Raises InvalidParamError (and sends nothing) if ``message`` cannot be pickled or is too large.
         """
+        buffers: list[bytes | bytearray] = []
+        out = io.BytesIO()
+        out.write(_HEADER.pack(0))  # the buffer count, filled in below
         try:
-            payload = pickle.dumps(message, protocol=_PICKLE_PROTOCOL)
+            _Pickler(out, buffers).dump(message)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise InvalidParamError(
                 f"A {type(message).__name__} cannot cross the control plane: {type(exc).__name__}: {exc}. "
                 "Task arguments and return values must be plain picklable values (numbers, strings, "
                 "lists, dicts, dataclasses of those, numpy arrays); pass anything else by reference."
             ) from exc
+        payload = out.getbuffer()
+        payload[: _HEADER.size] = _HEADER.pack(len(buffers))
+        largest = max([len(payload), *map(len, buffers)])
+        if largest > MAX_FRAME_BYTES:  # refused before a byte is sent: the channel stays in step
+            raise InvalidParamError(
+                f"A {type(message).__name__} cannot cross the control plane: it holds {largest} bytes in one "
+                f"piece, and a frame is at most {MAX_FRAME_BYTES} bytes. Pass large data through the Store."
+            )
         with self._send_lock:
             send_frame(self._sock, payload)
+            for buffer in buffers:
+                send_frame(self._sock, buffer)
 
     def recv(self, deadline: float | None = None) -> Message:
-        """Receive the next message. Raises ConnectionError at end of stream."""
-        message = pickle.loads(recv_frame(self._sock, deadline=deadline))
+        """Receive the next message. Raises ConnectionError at end of stream and
+        :class:`UndecodableMessage` for a message that arrived whole but cannot be unpickled (the
+        channel can go on)."""
+        frame = recv_frame(self._sock, deadline=deadline)
+        (count,) = _HEADER.unpack_from(frame)
+        buffers = [recv_frame(self._sock, deadline=deadline) for _ in range(count)]
+        data = memoryview(frame)[_HEADER.size :]
+        try:
+            message = _Unpickler(data, buffers).load()
+        except Exception as exc:  # whatever a value's unpickling raises: the stream itself is intact
+            raise UndecodableMessage(f"{type(exc).__name__}: {exc}", _task_id_of(data, buffers)) from exc
         if deadline is not None:
             self._sock.settimeout(None)
         if not isinstance(message, _MESSAGE_TYPES):

@@ -15,6 +15,11 @@ def echo(ctx: WorkerContext, value: Any) -> Any:
     return value
 
 
+def blob(ctx: WorkerContext, size: int) -> bytes:
+    """``size`` zero bytes: a large result from a small request."""
+    return bytes(size)
+
+
 def whoami(ctx: WorkerContext) -> dict[str, Any]:
     """Where this task ran: worker id, process id, cores and the TensorFlow thread setting."""
     return {

@@ -146,6 +146,82 @@ def test_handshake_then_messages(loopback: Callable[[], tuple[socket.socket, soc
     assert client.recv() == Shutdown()
 
 
+def test_large_bytes_travel_out_of_band(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A model's state (large bytes, anywhere in a message) is a frame of its own, not copied into the
+    pickle; it arrives equal, as a bytearray, and crosses again (the driver's relay) out of band too."""
+    a, b = pair
+    b.settimeout(10)
+    state, small = os.urandom(1 << 20), b"x" * 100
+    sent = TaskResult(1, 0, True, {"state": state, "nested": [small, {"again": state}]})
+    thread, _ = _in_thread(lambda: Channel(a).send(sent))
+    first, second, third = recv_frame(b), recv_frame(b), recv_frame(b)
+    thread.join()
+    assert struct.unpack(">I", first[:4]) == (2,)  # two buffers follow the pickle
+    assert len(first) < 1024 and bytes(second) == bytes(third) == state
+
+    thread, _ = _in_thread(lambda: Channel(a).send(sent))
+    received = Channel(b).recv()
+    thread.join()
+    assert received == sent
+    assert isinstance(received.value["state"], bytearray) and received.value["nested"][0] == small
+    relayed = TaskRequest(2, "m:f", {"state": received.value["state"]})
+    thread, _ = _in_thread(lambda: Channel(b).send(relayed))
+    assert len(recv_frame(a)) < 1024 and recv_frame(a) == state
+    thread.join()
+
+
+def _explode() -> None:
+    raise ModuleNotFoundError("No module named 'notebook_cell'")
+
+
+class _OnlyOnTheDriver:
+    """Unpickles nowhere, as a value of a class defined in a notebook's __main__ does on a worker."""
+
+    def __reduce__(self) -> tuple[Callable[[], None], tuple[()]]:
+        return (_explode, ())
+
+
+def test_a_request_the_worker_cannot_unpickle_fails_its_task_not_the_worker(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    from cerebro_spark.backend.base import WorkerContext
+
+    pair[0].settimeout(10)  # a dead worker would leave recv waiting: fail instead
+    driver_end, worker_end = Channel(pair[0]), Channel(pair[1])
+    worker, out = _in_thread(lambda: _executor_loop._serve_requests(worker_end, WorkerContext(0, 1, 1)))
+    driver_end.send(TaskRequest(7, f"{TASKS}:echo", {"value": _OnlyOnTheDriver()}))
+    driver_end.send(TaskRequest(8, f"{TASKS}:echo", {"value": 5}))
+    failed, served = driver_end.recv(), driver_end.recv()
+    driver_end.send(Shutdown())
+    worker.join(timeout=10)
+    assert not worker.is_alive() and "error" not in out  # the worker served on, then stopped when told
+    assert isinstance(failed, TaskResult) and failed.task_id == 7 and not failed.ok
+    assert "cannot unpickle the request of task 7" in failed.error and "notebook_cell" in failed.error
+    assert isinstance(served, TaskResult) and served.task_id == 8 and served.ok and served.value == 5
+
+
+def test_an_oversized_message_is_refused_before_sending_and_fails_its_task(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cerebro_spark.backend.base import WorkerContext
+
+    monkeypatch.setattr(protocol, "MAX_FRAME_BYTES", 200_000)
+    pair[0].settimeout(10)
+    driver_end, worker_end = Channel(pair[0]), Channel(pair[1])
+    with pytest.raises(InvalidParamError, match=r"TaskRequest cannot cross .* 300\d{3} bytes in one piece"):
+        driver_end.send(TaskRequest(1, f"{TASKS}:echo", {"value": b"x" * 300_000}))  # nothing sent
+    worker, out = _in_thread(lambda: _executor_loop._serve_requests(worker_end, WorkerContext(0, 1, 1)))
+    driver_end.send(TaskRequest(2, f"{TASKS}:blob", {"size": 300_000}))
+    driver_end.send(TaskRequest(3, f"{TASKS}:blob", {"size": 10}))
+    too_large, small = driver_end.recv(), driver_end.recv()
+    driver_end.send(Shutdown())
+    worker.join(timeout=10)
+    assert not worker.is_alive() and "error" not in out
+    assert isinstance(too_large, TaskResult) and too_large.task_id == 2 and not too_large.ok
+    assert "return value cannot be sent to the driver" in too_large.error
+    assert isinstance(small, TaskResult) and small.task_id == 3 and small.value == bytes(10)
+
+
 def test_wrong_secret_is_refused_on_both_sides(
     loopback: Callable[[], tuple[socket.socket, socket.socket]], caplog: pytest.LogCaptureFixture
 ) -> None:
