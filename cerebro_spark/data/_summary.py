@@ -1,7 +1,8 @@
 """The one aggregate Spark job of data preparation, and the checks of its result.
 
 The aggregate runs over the converted columns, grouped by input partition and split, and counts rows,
-nulls, null array elements and array lengths. The per-partition counts let the writer number the rows
+nulls, null array elements, NaN and infinite values and array lengths, and finds the range of the label
+and weight values. The per-partition counts let the writer number the rows
 of each split consecutively, so that its partitions differ by at most one row.
 """
 
@@ -34,7 +35,9 @@ class ColumnStats:
     max_len: int | None = None
     min_inner: int | None = None
     max_inner: int | None = None
-    min_value: float | None = None  # sample weights only
+    non_finite: int = 0  # rows with a NaN or an infinite value (floating-point columns only)
+    min_value: float | None = None  # labels and sample weights only
+    max_value: float | None = None
 
 
 @dataclass
@@ -59,11 +62,26 @@ class Summary:
         return sum(self.val_counts.values())
 
 
+def _non_finite(x: Column) -> Column:
+    return F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
+
+
 def _stat_exprs(i: int, column: SourceColumn) -> list[Column]:
     c = col(column.name)
     exprs = [F.count_if(c.isNull()).alias(f"c{i}_nulls")]
+    if column.dtype == "float32":  # the stored type: a double too large for float32 becomes infinite
+        if column.kind is Kind.SCALAR:
+            bad = _non_finite(c)
+        elif column.kind is Kind.NESTED:
+            bad = F.exists(c, lambda inner: F.exists(inner, _non_finite))
+        else:  # an array, or a vector (converted to an array)
+            bad = F.exists(c, _non_finite)
+        exprs.append(F.count_if(bad).alias(f"c{i}_non_finite"))
     if column.role == "weight":
         return [*exprs, F.sum(c.cast("double")).alias("weight_sum"), F.min(c).alias(f"c{i}_min_value")]
+    if column.role == "label" and column.kind is not Kind.NESTED:
+        low, high = (c, c) if column.kind is Kind.SCALAR else (F.array_min(c), F.array_max(c))
+        exprs += [F.min(low).alias(f"c{i}_min_value"), F.max(high).alias(f"c{i}_max_value")]
     if column.kind is Kind.SCALAR:
         return exprs
     size = F.when(c.isNotNull(), F.size(c))
@@ -113,12 +131,14 @@ def summarize(base: DataFrame, columns: Sequence[SourceColumn]) -> Summary:
 def _merge(stats: ColumnStats, d: dict[str, int | None], prefix: str) -> None:
     stats.nulls += d.get(prefix + "nulls") or 0
     stats.null_elements += d.get(prefix + "null_elements") or 0
+    stats.non_finite += d.get(prefix + "non_finite") or 0
     for name, pick in (
         ("min_len", min),
         ("max_len", max),
         ("min_inner", min),
         ("max_inner", max),
         ("min_value", min),
+        ("max_value", max),
     ):
         value, old = d.get(prefix + name), getattr(stats, name)
         if value is not None:
@@ -142,6 +162,13 @@ def check_summary(
         raise DataError(
             f"Columns hold null values: {listed}. Expected no nulls: drop or fill those rows first "
             "(DataFrame.dropna or fillna)."
+        )
+    non_finite = [(name, s.non_finite) for name, s in summary.stats.items() if s.non_finite]
+    if non_finite:
+        listed = ", ".join(f"{name!r} ({n} of {summary.rows} rows)" for name, n in non_finite)
+        raise DataError(
+            f"Columns hold NaN or infinite values: {listed}. Expected finite numbers (as float32): drop, "
+            "fill or clip those rows first (e.g. DataFrame.replace(float('nan'), None).dropna())."
         )
     for c in columns:
         low = summary.stats[c.name].min_value

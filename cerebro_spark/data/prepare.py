@@ -139,7 +139,7 @@ def prepare_data(
     summary = summarize(base, columns)
     shapes = check_summary(summary, columns, validation if isinstance(validation, str) else None)
     check_split(summary, num_partitions, validation, split_seed)
-    specs = tuple(ColumnSpec(c.name, c.dtype, shapes[c.name]) for c in columns)
+    specs = tuple(_column_spec(c, shapes[c.name], summary) for c in columns)
     _warn_if_large(specs, summary.train_rows, num_partitions)
 
     store.delete(f"{root}/_metadata.json")  # first: a crash below must not leave a "complete" marker
@@ -164,6 +164,14 @@ def prepare_data(
         root, store, time.perf_counter() - started,
     )  # fmt: skip
     return spec
+
+
+def _column_spec(column: SourceColumn, shape: tuple[int, ...], summary: Summary) -> ColumnSpec:
+    """The stored column; a label's value range goes with it (``fit`` checks class indices)."""
+    stats = summary.stats[column.name]
+    if column.role != "label" or stats.min_value is None or stats.max_value is None:
+        return ColumnSpec(column.name, column.dtype, shape)
+    return ColumnSpec(column.name, column.dtype, shape, float(stats.min_value), float(stats.max_value))
 
 
 def _warn_if_large(specs: Sequence[ColumnSpec], train_rows: int, num_partitions: int) -> None:

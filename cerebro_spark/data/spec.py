@@ -19,12 +19,16 @@ class ColumnSpec:
     """One feature or label column as stored: its name, numpy dtype name and per-row shape.
 
     ``shape`` is ``()`` for a scalar column, ``(n,)`` for an array or vector of length ``n``,
-    ``(a, b)`` for an array of arrays.
+    ``(a, b)`` for an array of arrays. ``low`` and ``high`` are the smallest and largest value of a
+    label column (``fit`` checks class indices against the model's outputs with them); None for features,
+    for arrays of arrays, and in data prepared by releases that did not record them.
     """
 
     name: str
     dtype: str
     shape: tuple[int, ...] = ()
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,10 @@ class DatasetSpec:
             )
 
         def cols(items: list[dict[str, Any]]) -> tuple[ColumnSpec, ...]:
-            return tuple(ColumnSpec(c["name"], c["dtype"], tuple(c["shape"])) for c in items)
+            return tuple(
+                ColumnSpec(c["name"], c["dtype"], tuple(c["shape"]), c.get("low"), c.get("high"))
+                for c in items
+            )
 
         def parts(items: list[dict[str, Any]]) -> tuple[PartitionSpec, ...]:
             return tuple(PartitionSpec(p["key"], int(p["rows"])) for p in items)

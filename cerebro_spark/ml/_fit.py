@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.prepare import load_prepared, prepare_data
-from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.data.spec import ColumnSpec, DatasetSpec
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
 from cerebro_spark.driver.control import SearchControl
 from cerebro_spark.errors import DataError, InvalidParamError, StoreError
@@ -166,7 +166,7 @@ def run_search(
         check_columns(dataset)
     dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
     for model_id, est in estimators.items():
-        check_model_fits_data(est.getModel(), dataset, model_id)
+        check_model_fits_data(est.getModel(), dataset, model_id, loss=_loss_of(est))
     for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
         check_metric_is_reported(est, dataset, metric, model_id)
 
@@ -333,9 +333,10 @@ def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: 
     return est
 
 
-def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> None:
+def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str, loss: Any = None) -> None:
     """The model's inputs and outputs must match the feature and label columns (mapped by name or by
-    position: see :mod:`cerebro_spark.training.io_mapping`), in number and shape."""
+    position: see :mod:`cerebro_spark.training.io_mapping`), in number and shape; with a sparse
+    categorical ``loss``, the labels must be class indices of the output (their range is in the spec)."""
     features, labels = [c.name for c in dataset.features], [c.name for c in dataset.labels]
     try:
         x_order, y_order = column_order(model, features, labels)
@@ -351,6 +352,8 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"{label.name!r} has rows of shape {label.shape}. Expected an output of shape "
                 f"{label.shape} for these labels (or scalar labels, e.g. class indices)."
             )
+    for tensor, index, output_loss in zip(model.outputs, y_order, _output_losses(model, loss), strict=True):
+        _check_class_indices(dataset.labels[index], tuple(tensor.shape[1:]), output_loss, model_id)
     for tensor, index in zip(model.inputs, x_order, strict=True):
         column = dataset.features[index]
         expected = tuple(tensor.shape[1:])
@@ -361,6 +364,42 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str) -> No
                 f"Model {model_id!r} expects input shape {expected} (per row) but feature column "
                 f"{column.name!r} has rows of shape {column.shape}."
             )
+
+
+#: Losses that take class indices in [0, classes) and fail inside TensorFlow (or give NaN on a GPU)
+#: for any other label.
+_SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy", "sparsecategoricalcrossentropy"})
+
+
+def _loss_of(est: KerasEstimator) -> Any:
+    model, loss = est.getModel(), est.getOrDefault(est.loss)
+    return loss if loss is not None or not getattr(model, "compiled", False) else model.loss
+
+
+def _output_losses(model: Any, loss: Any) -> list[Any]:
+    """The loss of each of ``model``'s outputs (a str, a Loss, a function or None)."""
+    count = len(model.outputs)
+    if isinstance(loss, dict):
+        names = list(getattr(model, "output_names", None) or [])
+        return [loss.get(name) for name in names] if len(names) == count else [None] * count
+    if isinstance(loss, (list, tuple)):
+        return list(loss)[:count] + [None] * (count - len(loss))
+    return [loss] * count
+
+
+def _check_class_indices(label: ColumnSpec, produced: tuple[Any, ...], loss: Any, model_id: str) -> None:
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(loss, "__name__", "")
+    classes = produced[-1] if produced else None
+    if str(name).lower() not in _SPARSE_LOSSES or label.low is None or label.high is None or classes is None:
+        return
+    in_range = 0 <= label.low and label.high <= classes - 1
+    if not in_range or not (float(label.low).is_integer() and float(label.high).is_integer()):
+        raise DataError(
+            f"Model {model_id!r} has an output of {classes} classes (shape {produced}) trained with {name}, "
+            f"but label column {label.name!r} holds values from {label.low:g} to {label.high:g}. Expected "
+            f"class indices from 0 to {classes - 1}: index the labels (e.g. pyspark.ml.feature.StringIndexer) "
+            "or give the model as many outputs as there are classes."
+        )
 
 
 def check_prediction_plan(model: Any, source: Any) -> None:

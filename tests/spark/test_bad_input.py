@@ -97,6 +97,39 @@ def test_feature_arrays_of_different_lengths(spark, store):
     assert store.listdir("runs") == []
 
 
+def test_nan_and_infinite_values(spark, store):
+    """NaN, inf and a double too large for float32 (it would be stored as inf) are refused by the
+    aggregate job, naming each column, before any model trains; so is a NaN sample weight."""
+    bad = {3: float("nan"), 8: 1e39, 11: float("-inf")}
+    rows = [([0.5] * 19 + [bad.get(i, 0.25)], i % 2, 1.0 if i != 5 else float("nan")) for i in range(60)]
+    frame = spark.createDataFrame(rows, "features array<double>, label long, w double")
+    expect_error("NaN, infinite or float32-overflowing feature values, and a NaN sample weight", DataError,
+                 r"NaN or infinite values: 'features' \(3 of 60 rows\), 'w' \(1 of 60 rows\)\. Expected finite",
+                 lambda: search(store, sample_weight_column="w").fit(frame))  # fmt: skip
+    assert store.listdir("runs") == []
+
+
+def three_classes(params):
+    import keras
+
+    from cerebro_spark.keras import KerasEstimator
+
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(3, activation="softmax")])
+    return KerasEstimator(model=model, loss=keras.losses.SparseCategoricalCrossentropy(), batch_size=16)
+
+
+def test_class_labels_outside_the_output(spark, store):
+    rows = [([0.1 * (i % 5)] * 20, i % 7) for i in range(70)]
+    frame = spark.createDataFrame(rows, "features array<float>, label long")
+    expect_error("labels 0..6 for a 3-class output trained with a sparse categorical loss", DataError,
+                 r"output of 3 classes .* label column 'label' holds values from 0 to 6\. Expected class "
+                 r"indices from 0 to 2", lambda: search(store, estimator_gen_fn=three_classes).fit(frame))  # fmt: skip
+    assert store.listdir("runs") == []
+    indexed = spark.createDataFrame([(r[0], r[1] % 3) for r in rows], "features array<float>, label long")
+    fitted = search(store, estimator_gen_fn=three_classes).fit(indexed)  # the same model, labels 0..2
+    assert all(len(h["val_loss"]) == 1 for h in fitted.get_all_model_history().values())
+
+
 def test_label_of_the_wrong_shape_for_the_output(df, store):
     from pyspark.sql import functions as F
 
