@@ -60,6 +60,10 @@ class PersistenceError(CerebroError, ValueError):
     """A saved instance cannot be written or read (what failed, and the versions that saved it)."""
 
 
+class UntrustedFileError(PersistenceError):
+    """Loading would unpickle a saved file (which runs the code it holds) that was not said to be trusted."""
+
+
 class ModelNotFoundError(CerebroError, KeyError):
     """A model id that is not in the search (a ``KeyError`` too, as a missing key of a mapping is)."""
 

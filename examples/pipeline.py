@@ -50,8 +50,10 @@ SCORE_IN_NEW_PROCESS = """
 import json, sys
 from pyspark.sql import SparkSession
 from pyspark.ml import PipelineModel
+from cerebro_spark import trust_pickles
 spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
-model = PipelineModel.load(sys.argv[1])
+with trust_pickles():  # our own save: its estimator_gen_fn is a pickle, which runs code when loaded
+    model = PipelineModel.load(sys.argv[1])
 scored = model.transform(spark.read.parquet(sys.argv[2])).select("id", "prediction", "probability").orderBy("id")
 json.dump([(r.id, r.prediction, list(r.probability)) for r in scored.collect()], open(sys.argv[3], "w"))
 """

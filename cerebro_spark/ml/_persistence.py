@@ -21,6 +21,7 @@ metric by its Keras config (JSON); anything else with cloudpickle. Loading check
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -44,6 +45,8 @@ from pyspark.ml.util import (
     MLWriter,
 )
 
+from cerebro_spark._trust import require_trust
+from cerebro_spark._trust import trust_pickles as trusted_block
 from cerebro_spark._version import __version__
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.errors import PersistenceError, StoreError
@@ -90,18 +93,29 @@ def metadata_context(spark: SparkSession) -> Any:
 class SavedFiles:
     """The files of one saved instance, under its path; written atomically through a Store."""
 
-    def __init__(self, path: str, spark: SparkSession) -> None:
+    def __init__(self, path: str, spark: SparkSession, digests: dict[str, str] | None = None) -> None:
         self.path = path
         self._store: Store = create_store(qualified_path(path, spark))
+        #: SHA-256 of every file written (saved in the metadata), or read back from a save's metadata.
+        self.digests: dict[str, str] = dict(digests or {})
 
     def write_bytes(self, name: str, data: bytes) -> None:
         self._store.write_bytes(name, data)
+        self.digests[name] = hashlib.sha256(data).hexdigest()
 
     def read_bytes(self, name: str) -> bytes:
+        """The file's content, checked against its SHA-256 in the metadata (saves that recorded one)."""
         try:
-            return self._store.read_bytes(name)
+            data = self._store.read_bytes(name)
         except FileNotFoundError as e:
             raise PersistenceError(f"The saved instance at {self.path!r} lacks its file {name!r}.") from e
+        expected = self.digests.get(name)
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise PersistenceError(
+                f"The file {name!r} of the saved instance at {self.path!r} changed after it was saved: its "
+                f"SHA-256 is not the {expected[:16]}... recorded in the metadata. Save the instance again."
+            )
+        return data
 
     def write_json(self, name: str, value: Any) -> None:
         self.write_bytes(name, json.dumps(value).encode())
@@ -152,10 +166,13 @@ def dumps(value: Any, what: str) -> bytes:
         ) from e
 
 
-def loads(data: bytes, what: str, saved_with: dict[str, str]) -> Any:
-    """Unpickle ``data``; on failure, a PersistenceError naming ``what`` and the versions on both sides."""
+def loads(files: SavedFiles, name: str, what: str, saved_with: dict[str, str]) -> Any:
+    """Unpickle the saved file ``name`` if pickles are trusted (:mod:`cerebro_spark._trust`); on
+    failure, a PersistenceError naming ``what`` and the versions on both sides."""
     import cloudpickle
 
+    require_trust(what, posixpath.join(files.path, name))
+    data = files.read_bytes(name)
     try:
         return cloudpickle.loads(data)
     except Exception as e:
@@ -271,7 +288,7 @@ def decode_value(
 
         return keras.saving.deserialize_keras_object(descriptor["config"], custom_objects=custom)
     if kind == "pickle":
-        return loads(files.read_bytes(descriptor["file"]), what, saved_with)
+        return loads(files, descriptor["file"], what, saved_with)
     raise PersistenceError(
         f"Cannot load {what}: unknown kind of saved value {kind!r} (a newer cerebro_spark?)."
     )
@@ -327,7 +344,12 @@ class CerebroWriter(MLWriter):
                 what = f"param {param.name!r} of {type(instance).__name__}"
                 encoded[param.name] = encode_value(value, f"params/{param.name}", files, what)
         extra = instance._save_extra(files, dict(self.optionMap))
-        cerebro = {"environment": environment(), "encodedParams": encoded, "extra": extra}
+        cerebro = {
+            "environment": environment(),
+            "encodedParams": encoded,
+            "extra": extra,
+            "files": files.digests,
+        }
         DefaultParamsWriter.saveMetadata(
             instance, path, metadata_context(self.sparkSession),
             extraMetadata={"cerebroVersion": __version__, "cerebroFormatVersion": FORMAT_VERSION, "cerebro": cerebro},
@@ -351,7 +373,7 @@ class CerebroReader(MLReader["Persistable"]):
         instance._resetUid(metadata["uid"])
         cerebro = metadata["cerebro"]
         saved_with = {**cerebro.get("environment", {}), "cerebro_spark": metadata["cerebroVersion"]}
-        files = SavedFiles(path, self.sparkSession)
+        files = SavedFiles(path, self.sparkSession, digests=cerebro.get("files"))
         _set_params(instance, metadata, cerebro.get("encodedParams", {}), files, saved_with)
         instance._load_extra(files, cerebro.get("extra", {}), saved_with)
         return instance
@@ -440,6 +462,22 @@ class Persistable(MLWritable, MLReadable):  # type: ignore[type-arg]
     def read(cls) -> CerebroReader:
         """A reader: ``read().load(path)`` (or ``cls.load(path)``)."""
         return CerebroReader(cls)
+
+    @classmethod
+    def load(cls, path: str, *, trust_pickles: bool = False) -> Any:
+        """The instance saved at ``path``.
+
+        Parameters
+        ----------
+        path : str
+            Where it was saved (``save(path)``).
+        trust_pickles : bool, default False
+            Allow unpickling its saved functions and custom objects, which runs the code they hold:
+            only for files you trust. Without it, a save that holds pickles raises
+            :class:`~cerebro_spark.errors.UntrustedFileError` (see :func:`cerebro_spark.trust_pickles`).
+        """
+        with trusted_block() if trust_pickles else contextlib.nullcontext():
+            return cls.read().load(path)
 
     def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:
         """Write the class's own files; return JSON data for the metadata."""

@@ -13,8 +13,10 @@ loads it from the run's Store while that is reachable.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from typing import TYPE_CHECKING, Any
 
+from cerebro_spark._trust import require_trust
 from cerebro_spark.driver import ModelRecord, SearchResult
 from cerebro_spark.driver.records import EpochRecord, UnitRecord
 from cerebro_spark.errors import StoreError
@@ -57,9 +59,9 @@ def load_keras_model(
     model._model_bytes = files.read_bytes(extra["model"])
     model._keras = None
     if extra.get("custom_objects"):
-        data = files.read_bytes(extra["custom_objects"])
-        loads(data, f"the custom objects of the model in {files.path!r}", saved_with)  # fail now, clearly
-        model._custom_objects = data
+        name = extra["custom_objects"]
+        loads(files, name, f"the custom objects of the model in {files.path!r}", saved_with)  # fail now
+        model._custom_objects = files.read_bytes(name)
     model.history = {k: list(v) for k, v in extra.get("history", {}).items()}
     model.params_used = decode_value(extra["params_used"], files, "params_used", saved_with)
 
@@ -135,6 +137,10 @@ def load_selection(
     specs = {}
     for model_id, fields in document.pop("specs").items():
         custom_file = fields.pop("custom_objects")
+        if custom_file:  # unpickled only when a model is read from the run's Store: trusted now or never
+            require_trust(
+                f"the custom objects of model {model_id!r}", posixpath.join(files.path, custom_file)
+            )
         custom = files.read_bytes(custom_file) if custom_file else b""
         specs[model_id] = ModelSpec(
             **_known(ModelSpec, fields), custom_objects=custom, params=models[model_id].params

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyspark.ml import Model
@@ -23,7 +24,7 @@ from cerebro_spark.ml._params import (
 from cerebro_spark.ml._persistence import Persistable, SavedFiles
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.io_mapping import input_names
-from cerebro_spark.training.keras_io import model_from_bytes, model_to_bytes
+from cerebro_spark.training.keras_io import dump_custom_objects, model_from_bytes, model_to_bytes
 from cerebro_spark.training.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -76,15 +77,21 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
         feature_columns: list[str],
         label_columns: list[str] | None = None,
         history: dict[str, list[float]] | None = None,
-        custom_objects: bytes = b"",
+        custom_objects: Mapping[str, Any] | bytes = b"",
         **params: Any,
     ) -> KerasModel:
-        """Wrap a trained Keras model (``params``: ``prediction_col``, ``inference_batch_size``, ``task``...)."""
+        """Wrap a trained Keras model (``params``: ``prediction_col``, ``inference_batch_size``, ``task``...).
+
+        ``custom_objects``: the custom layers and functions the model needs to load, as Keras takes them
+        (a dict of name to object), or as the bytes cerebro_spark pickled them into.
+        """
         instance = cls()
         instance._set(feature_columns=feature_columns, label_columns=label_columns or [], **params)
         instance._keras = model
         instance._model_bytes = model_to_bytes(model)
-        instance._custom_objects = custom_objects
+        instance._custom_objects = (
+            custom_objects if isinstance(custom_objects, bytes) else dump_custom_objects(custom_objects)
+        )
         instance.history = dict(history or {})
         return instance
 

@@ -108,7 +108,7 @@ def test_save_and_load_keep_the_output_params_and_older_saves_get_the_defaults(s
     for instance, cls in ((est, KerasEstimator), (search, GridSearch)):
         path = str(tmp_path / cls.__name__)
         instance.write().overwrite().save(path)
-        assert output_params(cls.load(path)) == OUTPUT
+        assert output_params(cls.load(path, trust_pickles=True)) == OUTPUT
 
         # a save of the version before: no output params on estimators and searches
         metadata_file = next(Path(path, "metadata").glob("part-*"))
@@ -119,7 +119,7 @@ def test_save_and_load_keep_the_output_params_and_older_saves_get_the_defaults(s
         metadata_file.write_text(json.dumps(metadata))
         for checksum in Path(path, "metadata").glob(".*.crc"):  # Hadoop's checksum of the old text
             checksum.unlink()
-        old = cls.load(path)
+        old = cls.load(path, trust_pickles=True)
         assert output_params(old) == {**OUTPUT, "probability_col": "probability", "raw_prediction_col": "rawPrediction",
                                       "output_type": "array"}  # fmt: skip
         assert old.getOrDefault("task") == "auto"

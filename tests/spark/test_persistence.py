@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cerebro_spark import trust_pickles
+
 pytestmark = [pytest.mark.spark, pytest.mark.keras]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +75,8 @@ def fitted(spark, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     store = Store.create(str(tmp / "store"))
     pipeline(store).write().save(str(tmp / "pipeline"))
-    loaded = Pipeline.load(str(tmp / "pipeline"))
+    with trust_pickles():  # it holds estimator_gen_fn, a pickle
+        loaded = Pipeline.load(str(tmp / "pipeline"))
     model = loaded.fit(rows(spark, 96, seed=1))
     return tmp, store, loaded, model
 
@@ -107,6 +110,7 @@ def test_pipeline_model_predicts_the_same_in_a_new_process(spark, fitted):
         "PYTHONPATH": str(ROOT),
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
+        "CEREBRO_SPARK_TRUST_PICKLES": "1",  # a job loading its own saves
     }
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=500
@@ -157,7 +161,7 @@ def test_model_selection_model_round_trip_and_other_models(spark, fitted, tmp_pa
     result.write().save(str(tmp_path / "best_only"))
     result.write().option("saveAllModels", "true").save(str(tmp_path / "all"))
 
-    loaded = ModelSelectionModel.load(str(tmp_path / "best_only"))
+    loaded = ModelSelectionModel.load(str(tmp_path / "best_only"), trust_pickles=True)
     assert (loaded.run_id, loaded.best_model_id) == (result.run_id, result.best_model_id)
     assert loaded.leaderboard().equals(result.leaderboard())
     assert loaded.get_all_model_history() == result.get_all_model_history()
@@ -169,11 +173,11 @@ def test_model_selection_model_round_trip_and_other_models(spark, fitted, tmp_pa
     moved = Path(store.url + "-moved")
     shutil.move(store.url, moved)  # the run's Store is gone
     try:
-        without_store = ModelSelectionModel.load(str(tmp_path / "best_only"))
+        without_store = ModelSelectionModel.load(str(tmp_path / "best_only"), trust_pickles=True)
         with pytest.raises(PersistenceError, match=rf"Model '{other}' of run .*saveAllModels.*Store"):
             without_store.get_model(other)
         assert _same_weights(without_store.get_best_model(), result.get_best_model())
-        every = ModelSelectionModel.load(str(tmp_path / "all"))
+        every = ModelSelectionModel.load(str(tmp_path / "all"), trust_pickles=True)
         assert _same_weights(every.get_model(other), result.get_model(other))
     finally:
         shutil.rmtree(store.url, ignore_errors=True)
@@ -193,7 +197,7 @@ def test_estimator_round_trip_then_refit_and_model_round_trip(spark, store, tmp_
                          feature_columns=["x"], label_columns=["y"], store=store, backend=LocalBackend(2), num_epochs=2,
                          seed=3, verbose=0, tensorboard=False, prediction_col="p")  # fmt: skip
     est.write().save(str(tmp_path / "est"))
-    loaded = KerasEstimator.load(str(tmp_path / "est"))
+    loaded = KerasEstimator.load(str(tmp_path / "est"), trust_pickles=True)
 
     assert loaded.uid == est.uid
     for name in (
@@ -233,7 +237,7 @@ def test_estimator_round_trip_then_refit_and_model_round_trip(spark, store, tmp_
     df = stages[0].transform(df)
 
     fitted.write().save(str(tmp_path / "model"))
-    again = KerasModel.load(str(tmp_path / "model"))
+    again = KerasModel.load(str(tmp_path / "model"), trust_pickles=True)
     assert again.history == fitted.history and again.getOrDefault("prediction_col") == "p"
     assert again.transform(df).select("p").collect() == fitted.transform(df).select("p").collect()
     assert (tmp_path / "model" / "model.keras").is_file()  # a real .keras file beside the metadata
@@ -263,7 +267,7 @@ def test_every_search_round_trips(spark, store, tmp_path, name, extra):
     search.write().overwrite().save(str(tmp_path / name))  # overwrite() replaces what is there
     with pytest.raises(PersistenceError, match=r"something is saved there already.*overwrite\(\)"):
         search.save(str(tmp_path / name))
-    loaded = getattr(tune, name).load(str(tmp_path / name))
+    loaded = getattr(tune, name).load(str(tmp_path / name), trust_pickles=True)
     assert type(loaded) is type(search) and loaded.uid == search.uid
     assert loaded.getOrDefault("estimator_gen_fn") is gen_fn
     assert repr(loaded.getOrDefault("search_space")) == repr(search.getOrDefault("search_space"))
@@ -323,7 +327,7 @@ def test_unloadable_function_is_a_clear_error(spark, store, tmp_path, monkeypatc
         match=r"Cannot load param 'estimator_gen_fn' of GridSearch \(ModuleNotFoundError.*user_functions_xyz.*"
         r"saved with cerebro_spark .*cloudpickle .*python ",
     ):
-        GridSearch.load(str(tmp_path / "search"))
+        GridSearch.load(str(tmp_path / "search"), trust_pickles=True)
 
 
 def test_loading_with_the_wrong_class_is_a_clear_error(spark, store, tmp_path):
@@ -333,3 +337,77 @@ def test_loading_with_the_wrong_class_is_a_clear_error(spark, store, tmp_path):
     GridSearch(estimator_gen_fn=gen_fn, store=store).write().save(str(tmp_path / "grid"))
     with pytest.raises(PersistenceError, match=r"RandomSearch.load cannot load .* GridSearch"):
         RandomSearch.load(str(tmp_path / "grid"))
+
+
+# -- loading untrusted files ---------------------------------------------------------------------------
+
+
+class _CreatesFile:
+    """Unpickling this creates a file: the proof that a load ran code from a saved file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_tampered_pickle_never_runs_on_load(spark, store, tmp_path):
+    import cloudpickle
+
+    from cerebro_spark.errors import PersistenceError, UntrustedFileError
+    from cerebro_spark.tune import GridSearch
+
+    GridSearch(estimator_gen_fn=gen_fn, store=store).write().save(str(tmp_path / "grid"))
+    marker = tmp_path / "payload-ran"
+    (tmp_path / "grid" / "params" / "estimator_gen_fn.pkl").write_bytes(
+        cloudpickle.dumps(_CreatesFile(marker))
+    )
+    with pytest.raises(
+        UntrustedFileError, match=r"unpickling '.*grid/params/estimator_gen_fn.pkl'.*trust_pickles=True"
+    ):
+        GridSearch.load(str(tmp_path / "grid"))  # the default: no pickle is loaded
+    with pytest.raises(
+        PersistenceError, match=r"'params/estimator_gen_fn.pkl' .* changed after it was saved"
+    ):
+        GridSearch.load(str(tmp_path / "grid"), trust_pickles=True)  # trusted, but not what was saved
+    assert not marker.exists()
+
+
+def test_pipeline_model_with_custom_objects_loads_only_when_trusted(spark, tmp_path):
+    import keras
+    from pyspark.ml import PipelineModel
+
+    from cerebro_spark.errors import UntrustedFileError
+    from cerebro_spark.keras import KerasModel
+
+    def twice(x):
+        return 2 * x
+
+    net = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1), keras.layers.Activation(twice)])
+    model = KerasModel.from_keras(net, feature_columns=["x"], custom_objects={"twice": twice})
+    PipelineModel(stages=[model]).write().save(str(tmp_path / "p"))
+    with pytest.raises(UntrustedFileError, match=r"custom objects of the model .*custom_objects.pkl"):
+        PipelineModel.load(str(tmp_path / "p"))
+    with trust_pickles():
+        loaded = PipelineModel.load(str(tmp_path / "p")).stages[0]
+    assert _same_weights(loaded, model)
+
+
+def test_a_model_without_custom_objects_loads_without_unpickling(spark, tmp_path, monkeypatch):
+    import cloudpickle
+    import keras
+
+    from cerebro_spark.keras import KerasModel
+
+    model = KerasModel.from_keras(
+        keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), feature_columns=["x"]
+    )
+    model.write().save(str(tmp_path / "m"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a load unpickled something")
+
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    monkeypatch.setattr("pickle.loads", refuse)
+    assert _same_weights(KerasModel.load(str(tmp_path / "m")), model)
