@@ -23,14 +23,14 @@ import cerebro_spark.driver.resume as resuming
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver.background_store import BackgroundStore
-from cerebro_spark.driver.book import COMPLETED, FAILED, PAUSED, STOPPED, ModelBook
+from cerebro_spark.driver.book import COMPLETED, PAUSED, RUNNING, STOPPED, ModelBook
 from cerebro_spark.driver.commands import LiveCommands
 from cerebro_spark.driver.control import SearchControl
 from cerebro_spark.driver.records import ModelRecord, SearchResult, UnitRecord
 from cerebro_spark.driver.run_record import RunRecorder, check_not_all_failed
 from cerebro_spark.driver.settings import USER_MODEL_PREFIX, DriverCallback, RunSettings, TaskNames
 from cerebro_spark.driver.states import StateCache
-from cerebro_spark.driver.workers import Workers
+from cerebro_spark.driver.workers import CULPRIT_LOSSES, Workers
 from cerebro_spark.errors import SchedulerError, TrainingError
 from cerebro_spark.scheduler import Assignment, EpochEnd, MopScheduler, UnitKind
 from cerebro_spark.search import SearchAlgorithm, Trial
@@ -282,13 +282,7 @@ class MopDriver:
             )  # fmt: skip
         self.book.mark_failing(model_id)
         if not self.workers.in_flight(model_id):
-            reason = result.error or model.reason
-            self.book.end(model_id, FAILED, reason)
-            self.recorder.event(
-                {"event": "failed", "model_id": model_id, "reason": reason, "error": model.error}
-            )
-            if not self.book.has_left(model_id):
-                self.book.apply(self.search.on_model_failed(model_id, model.error))
+            self._fail(model_id, result.error or model.reason)
 
     def _take_recorded(self, assignment: Assignment, unit: UnitRecord) -> None:
         """Take a journal unit's recorded result, as a resume replays it (see resume.py)."""
@@ -306,14 +300,33 @@ class MopDriver:
         )
         self.units[-1] = unit  # with its original times
 
-    def _put_back(self, assignments: Sequence[Assignment]) -> None:
-        """The workers were lost: their units run again; a failing model (its failed unit is back) fails."""
+    def _put_back(
+        self,
+        assignments: Sequence[Assignment],
+        culprit: str | None = None,
+        lost: WorkerLostError | None = None,
+    ) -> None:
+        """The workers were lost: their units run again; a failing model (its failed unit is back) fails,
+        and so does ``culprit``, the model that ``lost`` is blamed on (see :mod:`.workers`)."""
         for assignment in assignments:
             self.scheduler.put_back(assignment)
+        reasons = {}
+        if culprit is not None and lost is not None and self.book.status(culprit) in (RUNNING, PAUSED):
+            model = self.models[culprit]
+            model.error = (
+                model.error or f"A worker was lost {CULPRIT_LOSSES} times running it. The last: {lost}"
+            )
+            reasons[culprit] = f"lost its worker {CULPRIT_LOSSES} times: {lost.reason}"
+            self.book.mark_failing(culprit)
         for model_id in self.book.failing():
-            model = self.models[model_id]
-            self.book.end(model_id, FAILED, model.reason or (model.error.splitlines() or [""])[0])
-            self.book.apply(self.search.on_model_failed(model_id, model.error))
+            error = self.models[model_id].error
+            self._fail(model_id, reasons.get(model_id) or (error.splitlines() or [""])[0])
+
+    def _fail(self, model_id: str, reason: str) -> None:
+        """End a failing model: FAILED with ``reason``, the event journaled, the algorithm told."""
+        error = self.models[model_id].error
+        self.recorder.event({"event": "failed", "model_id": model_id, "reason": reason, "error": error})
+        self.book.fail(model_id, reason)
 
     # ---- bookkeeping -----------------------------------------------------------------------------
 

@@ -3,6 +3,11 @@
 It keeps the units in flight (one per busy worker), starts and sets up the workers, and relaunches
 them when they are lost: the units in flight are put back and run again, nothing else is
 retrained, up to the backend's ``max_restarts`` relaunches.
+
+A loss is blamed on the model whose unit ran on the lost worker (the *suspect*; a barrier stage loses
+every worker, but the others are bystanders). A model that is the suspect of :data:`CULPRIT_LOSSES`
+losses is the *culprit*: the driver fails it alone, with the loss as its reason, and its losses no
+longer count against ``max_restarts``, which is kept for faults no model explains.
 """
 
 from __future__ import annotations
@@ -16,10 +21,16 @@ from typing import Any
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.driver.records import UnitRecord
 from cerebro_spark.driver.settings import RunSettings
-from cerebro_spark.errors import BackendError, TaskFailedError
+from cerebro_spark.errors import BackendError, InvalidParamError, TaskFailedError
 from cerebro_spark.scheduler import Assignment
 
 logger = logging.getLogger(__name__)
+
+#: A model whose unit was running on the lost worker this many times is failed, alone.
+CULPRIT_LOSSES = 2
+
+#: ``put_back(assignments, culprit, lost)``: the units in flight, and the model to fail (or None).
+PutBack = Callable[[Sequence[Assignment], "str | None", "WorkerLostError | None"], None]
 
 
 @dataclass
@@ -72,7 +83,9 @@ class Workers:
         self.settings = settings
         self.setup_task = setup_task
         self.losses: list[dict[str, Any]] = []
+        self._culprits: set[str] = set()
         self._flights: dict[int, Flight] = {}
+        self._refused: list[TaskResult] = []
         self._task_ids = 0
 
     # ---- units in flight -------------------------------------------------------------------------
@@ -85,7 +98,12 @@ class Workers:
     def submit(self, assignment: Assignment, request: Callable[[int, Assignment], TaskRequest]) -> None:
         """Run ``request(task_id, assignment)`` on the assignment's worker."""
         task_id = self.track(assignment, time.time())
-        self.backend.submit(assignment.worker_id, request(task_id, assignment))
+        try:
+            self.backend.submit(assignment.worker_id, request(task_id, assignment))
+        except InvalidParamError as exc:  # it cannot cross to the worker (unpicklable, too large): it fails
+            now = time.time()
+            self._refused.append(TaskResult(task_id, assignment.worker_id, False, error=str(exc), started_at=now,
+                                            finished_at=now))  # fmt: skip
 
     def track(self, assignment: Assignment, submitted_at: float) -> int:
         """Count ``assignment`` in flight (a resume tracks the journal's units so); returns its task id."""
@@ -107,6 +125,8 @@ class Workers:
 
     def next_result(self) -> TaskResult:
         """The next result; :class:`WorkerLostError` when the backend lost a worker."""
+        if self._refused:  # a request that never left: its failure first
+            return self._refused.pop(0)
         result = self.backend.next_result(timeout=self.settings.result_timeout_s)
         if result is None:
             raise BackendError(
@@ -117,9 +137,7 @@ class Workers:
 
     # ---- start-up and losses ---------------------------------------------------------------------
 
-    def start(
-        self, put_back: Callable[[Sequence[Assignment]], None], lost: WorkerLostError | None = None
-    ) -> None:
+    def start(self, put_back: PutBack, lost: WorkerLostError | None = None) -> None:
         """Start the workers and set them up; after ``lost``, hand the units in flight to
         ``put_back`` and relaunch the workers (again while they are lost during set-up)."""
         while True:
@@ -148,18 +166,30 @@ class Workers:
                 )
             logger.debug("worker %d ready: %s", result.worker_id, result.value)
 
-    def _on_lost(self, lost: WorkerLostError, put_back: Callable[[Sequence[Assignment]], None]) -> None:
-        """Put back every unit in flight (a lost barrier stage loses them all); give up past the limit."""
+    def _on_lost(self, lost: WorkerLostError, put_back: PutBack) -> None:
+        """Put back every unit in flight (a lost barrier stage loses them all), naming the culprit if
+        the loss makes one (see the module docstring); give up past the limit."""
         flights = list(self._flights.values())
         self._flights.clear()
-        put_back([flight.assignment for flight in flights])
+        self._refused.clear()  # their units were in flight too: put back below
+        suspect = next(
+            (f.assignment.unit.model_id for f in flights if f.assignment.worker_id == lost.worker_id), None
+        )
+        strikes = 1 + sum(1 for loss in self.losses if suspect is not None and loss["suspect"] == suspect)
+        culprit = suspect if suspect is not None and strikes >= CULPRIT_LOSSES else None
+        if culprit is not None:
+            self._culprits.add(culprit)
+            logger.error(
+                "model %s was running on the lost worker %d for the %d. time: it fails, alone",
+                culprit, lost.worker_id, strikes,
+            )  # fmt: skip
+        put_back([flight.assignment for flight in flights], culprit, lost)
         units = [f"{u.kind.value} {u.model_id} epoch {u.epoch} partition {u.partition}"
                  for u in (f.assignment.unit for f in flights)]  # fmt: skip
-        self.losses.append(
-            {"worker_id": lost.worker_id, "reason": lost.reason, "units_put_back": units, "at": time.time()}
-        )
+        self.losses.append({"worker_id": lost.worker_id, "reason": lost.reason, "suspect": suspect,
+                            "units_put_back": units, "at": time.time()})  # fmt: skip
         limit = self.backend.max_restarts
-        if len(self.losses) > limit:
+        if sum(1 for loss in self.losses if loss["suspect"] not in self._culprits) > limit:
             tail = lost.log_tail.strip()
             raise BackendError(
                 f"Worker {lost.worker_id} was lost ({lost.reason}) after the workers had been relaunched "

@@ -92,3 +92,26 @@ def test_faults_on_local_cluster(tmp_path):
     )
     assert "no heartbeat for" in rows["hang"]["reasons"][0]
     print("\n" + out.read_text())
+
+
+def test_models_that_kill_their_worker_fail_alone_on_spark(spark, store, tmp_path):
+    """Two configurations whose units kill their Python worker every time (no marker): each is blamed
+    at its second loss and fails alone, with Spark's words as its reason; the others train to the end."""
+    from cerebro_spark.backend.spark import SparkBackend
+
+    def factory(trial):
+        return ModelSpec(run_id="culprits", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    space = {"rate": hp_choice([1.0, 2.0]), "fault": hp_choice(["kill_python", None])}
+    driver = MopDriver(
+        SparkBackend(spark, num_workers=2, heartbeat_s=0.2, worker_timeout_s=5.0), store, fake_dataset(2),
+        GridSearchAlgorithm(space, 2), factory,
+        RunSettings(run_id="culprits", metric="val_loss", mode="min", seed=3), tasks=fake_tasks(),
+    )  # fmt: skip
+    result = driver.run()
+    failed = {m for m, r in result.models.items() if r.status == "failed"}
+    assert failed == {m for m, r in result.models.items() if r.params["fault"]}
+    assert all(result.models[m].reason.startswith("lost its worker 2 times") for m in failed)
+    assert len(driver.worker_losses) == 4 and {loss["suspect"] for loss in driver.worker_losses} == failed
+    assert all(r.status == "completed" and r.epochs == 2 for m, r in result.models.items() if m not in failed)
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []

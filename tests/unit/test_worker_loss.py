@@ -9,6 +9,7 @@ import pytest
 
 from cerebro_spark.backend.local import LocalBackend
 from cerebro_spark.driver import MopDriver, RunSettings
+from cerebro_spark.driver.run_record import events_key
 from cerebro_spark.errors import BackendError, InvalidParamError
 from cerebro_spark.search import GridSearchAlgorithm, hp_choice
 from cerebro_spark.store import layout
@@ -58,12 +59,35 @@ def test_a_worker_dying_mid_unit_is_relaunched_and_its_unit_retried(store, tmp_p
     assert record["status"] == "completed" and record["worker_losses"][0]["worker_id"] == 1
 
 
-def test_a_worker_that_keeps_dying_ends_the_search_with_its_last_words(store):
-    space = {"rate": hp_choice([1.0]), "fault": "exit", "fault_partition": 0}  # no marker: every time
-    driver = make_driver(store, space, max_restarts=2)
-    with pytest.raises(BackendError, match=r"(?s)Worker 0 was lost .*max_restarts=2.*Last words.*SystemExit"):
+def test_a_model_that_keeps_killing_its_worker_fails_alone_with_the_loss_as_reason(store, tmp_path):
+    """Three of six configurations kill their worker every time: each is blamed at its second loss and
+    fails alone; the three others train every epoch exactly once. Six losses, and max_restarts=3 is
+    enough: the culprits' losses are not charged."""
+    space = {"rate": hp_choice([1.0, 2.0, 3.0]), "fault": hp_choice(["exit", None]), "fault_partition": 0}
+    driver = make_driver(store, space, epochs=2, max_restarts=3)
+    result = driver.run()
+    failed = {m for m, r in result.models.items() if r.status == "failed"}
+    assert failed == {m for m, r in result.models.items() if r.params["fault"] == "exit"} and len(failed) == 3
+    for model_id in failed:
+        record = result.models[model_id]
+        assert record.reason.startswith("lost its worker 2 times: ") and "SystemExit" in record.error
+    suspects = [loss["suspect"] for loss in driver.worker_losses]
+    assert sorted(suspects) == sorted([*failed, *failed])
+    healthy = {m: r for m, r in result.models.items() if m not in failed}
+    assert all(r.status == "completed" and [h.epoch for h in r.history] == [1, 2] for r in healthy.values())
+    events = [json.loads(line) for line in store.read_text(events_key("r1")).splitlines()]
+    assert sorted(e["model_id"] for e in events if e["event"] == "failed") == sorted(failed)
+
+
+def test_losses_no_model_explains_still_end_the_search_with_the_last_words(store, tmp_path):
+    """Each of two models kills its worker once (a marker each): two suspects of one loss each, so
+    both losses count against max_restarts=1."""
+    space = {"rate": hp_choice([1.0, 2.0]), "fault": "exit", "fault_partition": 0,
+             "fault_marker": hp_choice([str(tmp_path / "a"), str(tmp_path / "b")])}  # fmt: skip
+    driver = make_driver(store, space, max_restarts=1)
+    with pytest.raises(BackendError, match=r"(?s)Worker 0 was lost .*max_restarts=1.*Last words.*SystemExit"):
         driver.run()
-    assert len(driver.worker_losses) == 3
+    assert len(driver.worker_losses) == 2 and len({loss["suspect"] for loss in driver.worker_losses}) == 2
     assert store.read_json(layout.run_record_key("r1"))["status"] == "failed"
 
 
@@ -101,3 +125,29 @@ def test_spark_backend_fault_params_are_checked():
     ):
         SparkBackend(max_restarts=1.5)
     assert SparkBackend(worker_timeout_s=None, max_restarts=0).max_restarts == 0
+
+
+class _RefusingBackend(LocalBackend):
+    """LocalBackend whose requests for model m0001 cannot cross to a worker (as an unpicklable or
+    oversized request cannot on SparkBackend's channel)."""
+
+    def submit(self, worker_id, request):
+        model = request.kwargs.get("model")
+        if model is not None and model.model_id == "m0001":
+            raise InvalidParamError("A TaskRequest cannot cross the control plane: it is too large")
+        super().submit(worker_id, request)
+
+
+def test_a_request_that_cannot_reach_a_worker_fails_its_model_alone(store):
+    def factory(trial):
+        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    driver = MopDriver(
+        _RefusingBackend(2), store, fake_dataset(2), GridSearchAlgorithm({"rate": hp_choice([1.0, 2.0, 3.0])}, 2),
+        factory, RunSettings(run_id="r1", metric="val_loss", mode="min", seed=5), tasks=fake_tasks(),
+    )  # fmt: skip
+    result = driver.run()
+    assert {m: r.status for m, r in result.models.items()} == {"m0000": "completed", "m0001": "failed",
+                                                                "m0002": "completed"}  # fmt: skip
+    assert "cannot cross the control plane" in result.models["m0001"].reason
+    assert driver.worker_losses == []
