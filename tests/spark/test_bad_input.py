@@ -47,6 +47,20 @@ def errors_doc():
             "something else) are in `tests/spark/test_ml_errors.py`. A checkpoint write interrupted half-way",
             "(an exception, or the process killed) never replaces the last good checkpoint:",
             "`tests/unit/test_checkpoint_atomic.py`.",
+            "",
+            "Faults and files (each with its test):",
+            "",
+            "| bad input or fault | what happens |",
+            "|---|---|",
+            "| a save whose files hold pickles, loaded without `trust_pickles` | `UntrustedFileError` naming the file "
+            "and the switch; nothing is unpickled (`tests/spark/test_persistence.py`) |",
+            "| a saved file changed after the save | `PersistenceError`: its SHA-256 differs from the metadata's "
+            "(`tests/spark/test_persistence.py`) |",
+            "| a configuration whose units kill their worker process | blamed at its second loss, it fails alone "
+            "(`lost its worker 2 times: ...`); the other models train on (`tests/unit/test_worker_loss.py`, "
+            "`tests/spark/test_worker_faults.py`) |",
+            "| a request a worker cannot unpickle (a class from a notebook's `__main__`) or too large for a frame "
+            "| that unit fails with the reason; the worker serves on (`tests/unit/test_protocol.py`) |",
         ]
         (ROOT / "docs" / "errors.md").write_text("\n".join(lines) + "\n")
 
