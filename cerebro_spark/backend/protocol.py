@@ -4,7 +4,9 @@ Every frame is a 4-byte big-endian length followed by that many bytes. A connect
 mutual HMAC-SHA256 challenge-response over a per-run random secret; only raw bytes of known, tiny
 sizes cross the wire until both sides have proved they hold the secret. Only then does either side
 build a :class:`Channel`, the one object that (un)pickles messages. An unauthenticated peer can
-therefore never make this process deserialize anything.
+therefore never make this process deserialize anything. Both sides then derive a session key from the
+secret and both nonces, and every later frame carries an HMAC of its role, sequence number and bytes
+(see :class:`Channel`), so that nobody on the network can inject, alter or replay a frame either.
 
 Handshake (server = driver, client = worker)::
 
@@ -45,6 +47,7 @@ _MAC_BYTES = hashlib.sha256().digest_size
 _HEADER = struct.Struct(">I")
 _PICKLE_PROTOCOL = 5
 _SMALL_FRAME = 64 * 1024  # below this, header and payload go out in one send
+_PIECE = 1 << 20  # a large frame is sent (and hashed) in pieces of this size
 _OUT_OF_BAND_BYTES = 64 * 1024
 """A ``bytes`` or ``bytearray`` value at least this large (a model's state) travels in a frame of its own, after the
 pickle, instead of being copied into the pickle and out of it again."""
@@ -151,6 +154,7 @@ class Shutdown:
 
 
 Message = Hello | Heartbeat | Shutdown | TaskRequest | TaskResult
+_ROLES = {"driver": b"D", "worker": b"W"}
 _MESSAGE_TYPES = (Hello, Heartbeat, Shutdown, TaskRequest, TaskResult)
 
 
@@ -159,8 +163,14 @@ def new_secret() -> bytes:
     return secrets.token_bytes(SECRET_BYTES)
 
 
-def send_frame(sock: socket.socket, payload: bytes | bytearray | memoryview) -> None:
-    """Send one frame. Raises BackendError if ``payload`` is larger than :data:`MAX_FRAME_BYTES`."""
+def send_frame(
+    sock: socket.socket, payload: bytes | bytearray | memoryview, mac: hmac.HMAC | None = None
+) -> None:
+    """Send one frame. Raises BackendError if ``payload`` is larger than :data:`MAX_FRAME_BYTES`.
+
+    With ``mac``, the payload is also fed to it, piece by piece as it is sent (so that hashing a large
+    frame overlaps with the peer receiving and hashing the pieces before it).
+    """
     size = len(payload)
     if size > MAX_FRAME_BYTES:
         raise BackendError(
@@ -168,16 +178,26 @@ def send_frame(sock: socket.socket, payload: bytes | bytearray | memoryview) -> 
             "Pass large data through the Store, not in task arguments or results."
         )
     if size < _SMALL_FRAME:
+        if mac is not None:
+            mac.update(payload)
         sock.sendall(_HEADER.pack(size) + bytes(payload))
-    else:
-        sock.sendall(_HEADER.pack(size))
-        sock.sendall(payload)
+        return
+    sock.sendall(_HEADER.pack(size))
+    view = memoryview(payload).cast("B")
+    for start in range(0, size, _PIECE):
+        piece = view[start : start + _PIECE]
+        if mac is not None:
+            mac.update(piece)
+        sock.sendall(piece)
 
 
 def recv_frame(
-    sock: socket.socket, max_bytes: int = MAX_FRAME_BYTES, deadline: float | None = None
+    sock: socket.socket,
+    max_bytes: int = MAX_FRAME_BYTES,
+    deadline: float | None = None,
+    mac: hmac.HMAC | None = None,
 ) -> bytearray:
-    """Receive one frame; partial reads are handled.
+    """Receive one frame; partial reads are handled (and fed to ``mac`` as they arrive, if given).
 
     Raises ConnectionError at end of stream, TimeoutError past ``deadline`` (a ``time.monotonic()``
     value) and BackendError if the announced size exceeds ``max_bytes``.
@@ -185,10 +205,12 @@ def recv_frame(
     (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
     if size > max_bytes:
         raise BackendError(f"Refused a frame of {size} bytes: at most {max_bytes} bytes are allowed here.")
-    return _recv_exact(sock, size, deadline)
+    return _recv_exact(sock, size, deadline, mac)
 
 
-def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
+def _recv_exact(
+    sock: socket.socket, size: int, deadline: float | None, mac: hmac.HMAC | None = None
+) -> bytearray:
     buf = bytearray(size)
     view = memoryview(buf)
     got = 0
@@ -201,6 +223,8 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytea
         n = sock.recv_into(view[got:])
         if n == 0:
             raise ConnectionError(f"Connection closed by the peer after {got} of {size} bytes.")
+        if mac is not None:
+            mac.update(view[got : got + n])
         got += n
     return buf
 
@@ -236,6 +260,7 @@ def server_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HAND
                 f"Peer {peer} failed the challenge: it does not hold this run's secret."
             )
         send_frame(sock, _mac(secret, b"server", answer[_MAC_BYTES:]))
+        key = _session_key(secret, nonce, answer[_MAC_BYTES:])
     except AuthenticationError as exc:
         _refuse(sock, peer, str(exc))
         raise
@@ -244,7 +269,7 @@ def server_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HAND
         _refuse(sock, peer, reason)
         raise AuthenticationError(f"Peer {peer} was refused: {reason} (limit {timeout_s:g} s).") from exc
     sock.settimeout(None)
-    return Channel(sock)
+    return Channel(sock, key, "driver")
 
 
 def client_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HANDSHAKE_TIMEOUT_S) -> Channel:
@@ -265,6 +290,7 @@ def client_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HAND
             raise AuthenticationError("The driver refused this worker: the secret does not match this run's.")
         if not hmac.compare_digest(proof, _mac(secret, b"server", nonce)):
             raise AuthenticationError("The server failed to prove that it holds this run's secret.")
+        key = _session_key(secret, bytes(challenge), nonce)
     except AuthenticationError:
         _close_quietly(sock)
         raise
@@ -272,7 +298,12 @@ def client_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HAND
         _close_quietly(sock)
         raise AuthenticationError(f"The handshake with the driver failed: {exc!r}.") from exc
     sock.settimeout(None)
-    return Channel(sock)
+    return Channel(sock, key, "worker")
+
+
+def _session_key(secret: bytes, server_nonce: bytes | bytearray, client_nonce: bytes | bytearray) -> bytes:
+    """The key of one connection's frame MACs: both nonces, so that no two connections share one."""
+    return _mac(secret, b"session", bytes(server_nonce) + bytes(client_nonce))
 
 
 def _refuse(sock: socket.socket, peer: str, reason: str) -> None:
@@ -301,14 +332,29 @@ class Channel:
     Only :func:`server_handshake` and :func:`client_handshake` create channels. :meth:`send` is
     thread-safe (a lock serializes whole frames); :meth:`recv` must be called by one thread only.
 
+    Every frame is followed by its tag, HMAC-SHA256 under the connection's session key of the sender's
+    role, the frame's sequence number in its direction and its bytes. A frame whose tag does not match
+    (altered, injected, replayed, reordered or reflected back) is refused before anything is unpickled,
+    with :class:`~cerebro_spark.errors.AuthenticationError`, and the connection is then unusable. The
+    frames are not encrypted.
+
     Parameters
     ----------
     sock : socket.socket
         A connected socket whose peer has been authenticated.
+    key : bytes
+        The session key both sides derived in the handshake.
+    role : {"driver", "worker"}
+        This end's role: each side tags with its own and checks the other's.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, key: bytes, role: str) -> None:
+        if role not in _ROLES:
+            raise InvalidParamError(f"role must be 'driver' or 'worker'. Received: {role!r}")
         self._sock = sock
+        self._key = key
+        self._mine, self._theirs = _ROLES[role], _ROLES["worker" if role == "driver" else "driver"]
+        self._sent = self._received = 0
         self._send_lock = threading.Lock()
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -347,17 +393,37 @@ class Channel:
                 f"piece, and a frame is at most {MAX_FRAME_BYTES} bytes. Pass large data through the Store."
             )
         with self._send_lock:
-            send_frame(self._sock, payload)
-            for buffer in buffers:
-                send_frame(self._sock, buffer)
+            for frame in (payload, *buffers):
+                self._send_tagged(frame)
+
+    def _mac(self, role: bytes, number: int) -> hmac.HMAC:
+        return hmac.new(self._key, role + number.to_bytes(8, "big"), hashlib.sha256)
+
+    def _send_tagged(self, data: bytes | bytearray | memoryview) -> None:
+        mac = self._mac(self._mine, self._sent)
+        self._sent += 1
+        send_frame(self._sock, data, mac)
+        send_frame(self._sock, mac.digest())
+
+    def _recv_tagged(self, deadline: float | None) -> bytearray:
+        mac = self._mac(self._theirs, self._received)
+        data = recv_frame(self._sock, deadline=deadline, mac=mac)
+        tag = recv_frame(self._sock, _MAC_BYTES, deadline)
+        if not hmac.compare_digest(tag, mac.digest()):
+            raise AuthenticationError(
+                f"Frame {self._received} from {_peer(self._sock)} failed its integrity check (altered, "
+                "injected, replayed or out of order): nothing of it was unpickled; the connection is dropped."
+            )
+        self._received += 1
+        return data
 
     def recv(self, deadline: float | None = None) -> Message:
         """Receive the next message. Raises ConnectionError at end of stream and
         :class:`UndecodableMessage` for a message that arrived whole but cannot be unpickled (the
         channel can go on)."""
-        frame = recv_frame(self._sock, deadline=deadline)
+        frame = self._recv_tagged(deadline)
         (count,) = _HEADER.unpack_from(frame)
-        buffers = [recv_frame(self._sock, deadline=deadline) for _ in range(count)]
+        buffers = [self._recv_tagged(deadline) for _ in range(count)]
         data = memoryview(frame)[_HEADER.size :]
         try:
             message = _Unpickler(data, buffers).load()

@@ -21,6 +21,7 @@ from cerebro_spark.backend._control_server import ControlServer, WorkerLost, Wor
 from cerebro_spark.backend.base import TaskRequest, TaskResult
 from cerebro_spark.backend.protocol import (
     Channel,
+    Heartbeat,
     Hello,
     Shutdown,
     client_handshake,
@@ -32,6 +33,7 @@ from cerebro_spark.backend.protocol import (
 from cerebro_spark.errors import AuthenticationError, BackendError, InvalidParamError
 
 TASKS = "cerebro_spark.testing.tasks"
+KEY = bytes(range(32))  # a session key, as a handshake would derive
 
 
 class _CreatesFile:
@@ -153,21 +155,60 @@ def test_large_bytes_travel_out_of_band(pair: tuple[socket.socket, socket.socket
     b.settimeout(10)
     state, small = os.urandom(1 << 20), b"x" * 100
     sent = TaskResult(1, 0, True, {"state": state, "nested": [small, {"again": state}]})
-    thread, _ = _in_thread(lambda: Channel(a).send(sent))
-    first, second, third = recv_frame(b), recv_frame(b), recv_frame(b)
+    thread, _ = _in_thread(lambda: Channel(a, KEY, "worker").send(sent))
+    frames = [recv_frame(b) for _ in range(6)]  # each frame, then its tag
     thread.join()
-    assert struct.unpack(">I", first[:4]) == (2,)  # two buffers follow the pickle
-    assert len(first) < 1024 and bytes(second) == bytes(third) == state
+    assert struct.unpack(">I", frames[0][:4]) == (2,)  # two buffers follow the pickle
+    assert len(frames[0]) < 1024 and bytes(frames[2]) == bytes(frames[4]) == state
+    assert {len(frames[i]) for i in (1, 3, 5)} == {32}
 
-    thread, _ = _in_thread(lambda: Channel(a).send(sent))
-    received = Channel(b).recv()
+    worker, driver = Channel(a, KEY, "worker"), Channel(b, KEY, "driver")
+    thread, _ = _in_thread(lambda: worker.send(sent))
+    received = driver.recv()
     thread.join()
     assert received == sent
     assert isinstance(received.value["state"], bytearray) and received.value["nested"][0] == small
     relayed = TaskRequest(2, "m:f", {"state": received.value["state"]})
-    thread, _ = _in_thread(lambda: Channel(b).send(relayed))
-    assert len(recv_frame(a)) < 1024 and recv_frame(a) == state
+    thread, _ = _in_thread(lambda: driver.send(relayed))
+    assert len(recv_frame(a)) < 1024 and len(recv_frame(a)) == 32 and recv_frame(a) == state
     thread.join()
+
+
+def test_frames_that_fail_their_mac_are_refused_before_unpickling(
+    pair: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    """After the handshake, an injected pickle, a replayed frame or a frame reflected back to its
+    sender is refused: nothing is unpickled, and the error says why."""
+    a, b = pair
+    b.settimeout(10)
+    worker, driver = Channel(a, KEY, "worker"), Channel(b, KEY, "driver")
+    marker = tmp_path / "unpickled"
+    send_frame(a, struct.pack(">I", 0) + pickle.dumps(_CreatesFile(marker)))  # injected, with a made-up tag
+    send_frame(a, bytes(32))
+    with pytest.raises(AuthenticationError, match=r"Frame 0 .* failed its integrity check"):
+        driver.recv()
+    assert not marker.exists()
+
+    a2, b2 = socket.socketpair()
+    b2.settimeout(10)
+    with a2, b2:
+        worker, driver = Channel(a2, KEY, "worker"), Channel(b2, KEY, "driver")
+        worker.send(Heartbeat(0, 1.0))
+        frame, tag = recv_frame(b2), recv_frame(b2)
+        for _ in range(2):  # the genuine frame, then the same bytes again (a replay)
+            send_frame(a2, frame)
+            send_frame(a2, tag)
+        assert driver.recv() == Heartbeat(0, 1.0)
+        with pytest.raises(AuthenticationError, match="failed its integrity check"):
+            driver.recv()
+
+    a3, b3 = socket.socketpair()
+    b3.settimeout(10)
+    with a3, b3:
+        driver = Channel(b3, KEY, "driver")
+        Channel(a3, KEY, "driver").send(Heartbeat(0, 1.0))  # tagged as the driver's own frame
+        with pytest.raises(AuthenticationError, match="failed its integrity check"):
+            driver.recv()
 
 
 def _explode() -> None:
@@ -187,7 +228,7 @@ def test_a_request_the_worker_cannot_unpickle_fails_its_task_not_the_worker(
     from cerebro_spark.backend.base import WorkerContext
 
     pair[0].settimeout(10)  # a dead worker would leave recv waiting: fail instead
-    driver_end, worker_end = Channel(pair[0]), Channel(pair[1])
+    driver_end, worker_end = Channel(pair[0], KEY, "driver"), Channel(pair[1], KEY, "worker")
     worker, out = _in_thread(lambda: _executor_loop._serve_requests(worker_end, WorkerContext(0, 1, 1)))
     driver_end.send(TaskRequest(7, f"{TASKS}:echo", {"value": _OnlyOnTheDriver()}))
     driver_end.send(TaskRequest(8, f"{TASKS}:echo", {"value": 5}))
@@ -207,7 +248,7 @@ def test_an_oversized_message_is_refused_before_sending_and_fails_its_task(
 
     monkeypatch.setattr(protocol, "MAX_FRAME_BYTES", 200_000)
     pair[0].settimeout(10)
-    driver_end, worker_end = Channel(pair[0]), Channel(pair[1])
+    driver_end, worker_end = Channel(pair[0], KEY, "driver"), Channel(pair[1], KEY, "worker")
     with pytest.raises(InvalidParamError, match=r"TaskRequest cannot cross .* 300\d{3} bytes in one piece"):
         driver_end.send(TaskRequest(1, f"{TASKS}:echo", {"value": b"x" * 300_000}))  # nothing sent
     worker, out = _in_thread(lambda: _executor_loop._serve_requests(worker_end, WorkerContext(0, 1, 1)))
