@@ -64,6 +64,10 @@ class UntrustedFileError(PersistenceError):
     """Loading would unpickle a saved file (which runs the code it holds) that was not said to be trusted."""
 
 
+class RunInUseError(CerebroError):
+    """Another driver is training this run id now (its lease in the Store is live)."""
+
+
 class ModelNotFoundError(CerebroError, KeyError):
     """A model id that is not in the search (a ``KeyError`` too, as a missing key of a mapping is)."""
 

@@ -26,6 +26,7 @@ from cerebro_spark.driver.background_store import BackgroundStore
 from cerebro_spark.driver.book import COMPLETED, PAUSED, RUNNING, STOPPED, ModelBook
 from cerebro_spark.driver.commands import LiveCommands
 from cerebro_spark.driver.control import SearchControl
+from cerebro_spark.driver.lease import RunLease
 from cerebro_spark.driver.records import ModelRecord, SearchResult, UnitRecord
 from cerebro_spark.driver.run_record import RunRecorder, check_not_all_failed
 from cerebro_spark.driver.settings import USER_MODEL_PREFIX, DriverCallback, RunSettings, TaskNames
@@ -123,6 +124,14 @@ class MopDriver:
         :mod:`cerebro_spark.driver.resume`); its settings must be the same.
         """
         started = self._started = time.time()
+        lease = RunLease(self.store.target, self.settings.run_id)
+        lease.acquire()  # before anything of the run is read or written: one driver per run
+        try:
+            return self._run(started, initial_trials, resume)
+        finally:
+            lease.release()
+
+    def _run(self, started: float, initial_trials: Sequence[Trial] | None, resume: bool) -> SearchResult:
         log = resuming.load_run(self.store, self.settings.run_id) if resume else None
         trials = self.search.initial_trials() if initial_trials is None else initial_trials
         for trial in trials:
