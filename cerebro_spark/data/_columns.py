@@ -52,6 +52,10 @@ class SourceColumn:
     dtype: str  # the stored numpy dtype: "float32" or "int64"
 
 
+#: Columns that data preparation adds have names that start with this; user columns may not.
+RESERVED_PREFIX = "__cerebro_"
+
+
 def col(name: str) -> Column:
     """The column ``name`` taken literally (dots and backticks in the name are not parsed)."""
     return F.col("`" + name.replace("`", "``") + "`")
@@ -126,6 +130,21 @@ def resolve_columns(
     """Check that every column exists and has a supported type; features, then labels, then the weight."""
     types = {field.name: field.dataType for field in schema.fields}
     wanted = features + labels + ([weight] if weight else [])
+    reserved = [name for name in wanted if name.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise DataError(
+            f"Columns {', '.join(map(repr, reserved))} have names that start with {RESERVED_PREFIX!r}, which "
+            "cerebro_spark keeps for the columns it adds while preparing data. Rename them first "
+            "(DataFrame.withColumnRenamed)."
+        )
+    names = [field.name for field in schema.fields]
+    ambiguous = [name for name in wanted if names.count(name) > 1]
+    if ambiguous:
+        raise DataError(
+            f"The DataFrame has more than one column named {', '.join(map(repr, ambiguous))} (after a join, "
+            "for example), so the name does not say which. Expected one column per name: drop or rename "
+            "the others first."
+        )
     missing = [name for name in wanted if name not in types]
     if missing:
         raise DataError(

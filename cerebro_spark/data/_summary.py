@@ -9,6 +9,7 @@ of each split consecutively, so that its partitions differ by at most one row.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 #: The column holding the split of a row: True for validation rows.
 FLAG = "__cerebro_is_val__"
 _PID = "__cerebro_pid__"
+#: The largest integer that float32 (how features are stored) holds exactly, with all below it.
+FLOAT32_EXACT = 2**24
+_WIDE_INTEGERS = re.compile(r"\b(int|bigint)\b")  # Spark types whose values can exceed 2**24
 
 
 @dataclass
@@ -38,6 +42,7 @@ class ColumnStats:
     non_finite: int = 0  # rows with a NaN or an infinite value (floating-point columns only)
     min_value: float | None = None  # labels and sample weights only
     max_value: float | None = None
+    max_abs: float | None = None  # integral features only (float32 holds integers exactly up to 2**24)
 
 
 @dataclass
@@ -79,6 +84,13 @@ def _stat_exprs(i: int, column: SourceColumn) -> list[Column]:
         exprs.append(F.count_if(bad).alias(f"c{i}_non_finite"))
     if column.role == "weight":
         return [*exprs, F.sum(c.cast("double")).alias("weight_sum"), F.min(c).alias(f"c{i}_min_value")]
+    if (
+        column.role == "feature"
+        and _WIDE_INTEGERS.search(column.spark_type)
+        and column.kind is not Kind.NESTED
+    ):
+        magnitude = F.abs(c) if column.kind is Kind.SCALAR else F.array_max(F.transform(c, F.abs))
+        exprs.append(F.max(magnitude).alias(f"c{i}_max_abs"))
     if column.role == "label" and column.kind is not Kind.NESTED:
         low, high = (c, c) if column.kind is Kind.SCALAR else (F.array_min(c), F.array_max(c))
         exprs += [F.min(low).alias(f"c{i}_min_value"), F.max(high).alias(f"c{i}_max_value")]
@@ -139,6 +151,7 @@ def _merge(stats: ColumnStats, d: dict[str, int | None], prefix: str) -> None:
         ("max_inner", max),
         ("min_value", min),
         ("max_value", max),
+        ("max_abs", max),
     ):
         value, old = d.get(prefix + name), getattr(stats, name)
         if value is not None:
@@ -171,6 +184,13 @@ def check_summary(
             "fill or clip those rows first (e.g. DataFrame.replace(float('nan'), None).dropna())."
         )
     for c in columns:
+        largest = summary.stats[c.name].max_abs
+        if largest is not None and largest > FLOAT32_EXACT:
+            logger.warning(
+                "feature column %r holds integers up to %.0f, above 2**24: stored as float32, they lose "
+                "precision (16777217 becomes 16777216); scale them, or index them if they are ids",
+                c.name, largest,
+            )  # fmt: skip
         low = summary.stats[c.name].min_value
         if c.role == "weight" and low is not None and not low >= 0:
             raise DataError(

@@ -123,6 +123,23 @@ def test_nan_and_infinite_values(spark, store):
     assert store.listdir("runs") == []
 
 
+def test_ambiguous_and_reserved_column_names(spark, store, count_jobs):
+    rows = spark.createDataFrame(
+        [(i, [0.5] * 20, i % 2) for i in range(40)], "id long, features array<float>, label long"
+    )
+    joined = rows.join(spark.createDataFrame([(i, i % 2) for i in range(40)], "id long, label long"), "id")
+    assert count_jobs(lambda: expect_error(
+        "two columns of the same name (after a join)", DataError,
+        r"more than one column named 'label' .* Expected one column per name", lambda: search(store).fit(joined),
+    )) == 0  # fmt: skip
+    renamed = rows.withColumnRenamed("features", "__cerebro_f")
+    assert count_jobs(lambda: expect_error(
+        "a feature column named like the columns cerebro_spark adds", DataError,
+        r"'__cerebro_f' have names that start with '__cerebro_'",
+        lambda: search(store, feature_columns=["__cerebro_f"]).fit(renamed),
+    )) == 0  # fmt: skip
+
+
 def three_classes(params):
     import keras
 

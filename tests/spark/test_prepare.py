@@ -494,3 +494,13 @@ def test_numpy_numbers_are_accepted_as_parameters(frame, store):
     first = _prepare(frame, store, num_partitions=np.int64(2), validation=np.float32(0.25), seed=np.int64(11))
     assert first.params["num_partitions"] == 2 and first.params["seed"] == 11
     assert _prepare(frame, store, num_partitions=2, validation=0.25, seed=11) == first  # reused
+
+
+def test_integral_features_above_float32_precision_are_warned(spark, store, caplog):
+    frame = spark.createDataFrame(
+        [(i, 2**25 + i, [i, 3]) for i in range(12)], "id long, big long, small array<int>"
+    )
+    with caplog.at_level("WARNING", logger="cerebro_spark.data._summary"):
+        _prepare(frame, store, features=("big", "small"), num_partitions=2)
+    warned = [r.getMessage() for r in caplog.records if "above 2**24" in r.getMessage()]
+    assert len(warned) == 1 and "'big' holds integers up to 3355444" in warned[0]  # as float32; not 'small'
