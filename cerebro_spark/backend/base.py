@@ -189,6 +189,13 @@ class Backend(ABC):
     def shutdown(self) -> None:
         """Stop every worker and release threads, sockets and jobs. Idempotent; safe after a failure."""
 
+    def mark_lost(self, error: WorkerLostError) -> None:
+        """The caller found a worker lost by itself (a unit past its deadline while the worker still
+        beats): the next :meth:`shutdown` must not wait for the workers to finish. Backends that can
+        end a running task (SparkBackend cancels its job) override this; in-process threads cannot be
+        ended, so LocalBackend waits for them."""
+        return None
+
     def restart(self) -> None:
         """Relaunch every worker after a :class:`WorkerLostError`: :meth:`shutdown`, then :meth:`start`.
 

@@ -238,6 +238,11 @@ class SparkBackend(Backend):
                 logger.error("%s", self._failure)
                 raise self._failure
 
+    def mark_lost(self, error: WorkerLostError) -> None:
+        """A worker was found hung by the driver: the next shutdown cancels the job at once."""
+        if self._failure is None:
+            self._failure = error
+
     def last_seen(self, worker_id: int) -> float | None:
         """Driver's ``time.monotonic()`` when ``worker_id`` last sent anything (heartbeats included)."""
         server = self._server

@@ -20,7 +20,7 @@ from typing import Any
 
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.driver.records import UnitRecord
-from cerebro_spark.driver.settings import RunSettings
+from cerebro_spark.driver.settings import RunSettings, unit_deadline
 from cerebro_spark.errors import BackendError, InvalidParamError, TaskFailedError
 from cerebro_spark.scheduler import Assignment
 
@@ -86,6 +86,7 @@ class Workers:
         self._culprits: set[str] = set()
         self._flights: dict[int, Flight] = {}
         self._refused: list[TaskResult] = []
+        self._longest_s = 0.0  # the longest unit so far, submission to result
         self._task_ids = 0
 
     # ---- units in flight -------------------------------------------------------------------------
@@ -113,7 +114,10 @@ class Workers:
 
     def land(self, task_id: int) -> Flight | None:
         """The flight of a task whose result came (None for an unknown task); no longer in flight."""
-        return self._flights.pop(task_id, None)
+        flight = self._flights.pop(task_id, None)
+        if flight is not None:
+            self._longest_s = max(self._longest_s, time.time() - flight.submitted_at)
+        return flight
 
     def busy(self) -> bool:
         """Whether any unit is in flight."""
@@ -124,16 +128,54 @@ class Workers:
         return any(f.assignment.unit.model_id == model_id for f in self._flights.values())
 
     def next_result(self) -> TaskResult:
-        """The next result; :class:`WorkerLostError` when the backend lost a worker."""
+        """The next result. :class:`WorkerLostError` when the backend lost a worker, or when a unit ran
+        past its deadline (:func:`~cerebro_spark.driver.settings.unit_deadline`): its worker is taken for
+        hung, and the loss is blamed on the unit's model as any other."""
         if self._refused:  # a request that never left: its failure first
             return self._refused.pop(0)
-        result = self.backend.next_result(timeout=self.settings.result_timeout_s)
-        if result is None:
-            raise BackendError(
-                f"No worker reported for {self.settings.result_timeout_s:.0f}s "
-                f"(units in flight: {[f.assignment.unit for f in self._flights.values()]})."
-            )
-        return result
+        give_up = time.monotonic() + self.settings.result_timeout_s
+        while True:
+            now = time.monotonic()
+            overdue = self._overdue(time.time())
+            if overdue is not None:
+                flight, limit = overdue
+                self.backend.mark_lost(lost := self._hung(flight, limit))
+                raise lost
+            wait = min(give_up - now, self._until_next_deadline(time.time()))
+            result = self.backend.next_result(timeout=max(0.0, wait))
+            if result is not None:
+                return result
+            if time.monotonic() >= give_up:
+                raise BackendError(
+                    f"No worker reported for {self.settings.result_timeout_s:.0f}s "
+                    f"(units in flight: {[f.assignment.unit for f in self._flights.values()]})."
+                )
+
+    def _deadline_s(self) -> float:
+        return unit_deadline(self.settings, self._longest_s)
+
+    def _overdue(self, now: float) -> tuple[Flight, float] | None:
+        limit = self._deadline_s()
+        late = [f for f in self._flights.values() if now - f.submitted_at > limit]
+        return (min(late, key=lambda f: f.submitted_at), limit) if late else None
+
+    def _until_next_deadline(self, now: float) -> float:
+        if not self._flights:
+            return float("inf")
+        oldest = min(f.submitted_at for f in self._flights.values())
+        return max(0.0, oldest + self._deadline_s() - now) + 0.01
+
+    @staticmethod
+    def _hung(flight: Flight, limit: float) -> WorkerLostError:
+        unit, worker = flight.assignment.unit, flight.assignment.worker_id
+        age = time.time() - flight.submitted_at
+        reason = f"its {unit.kind.value} unit ran {age:.0f} s, past the deadline of {limit:.0f} s"
+        return WorkerLostError(
+            f"Worker {worker} is taken for hung: {reason} (model {unit.model_id}, epoch {unit.epoch}, partition "
+            f"{unit.partition}). Set CEREBRO_UNIT_TIMEOUT_S for units that may take longer.",
+            worker_id=worker,
+            reason=reason,
+        )
 
     # ---- start-up and losses ---------------------------------------------------------------------
 

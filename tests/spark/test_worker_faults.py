@@ -115,3 +115,28 @@ def test_models_that_kill_their_worker_fail_alone_on_spark(spark, store, tmp_pat
     assert len(driver.worker_losses) == 4 and {loss["suspect"] for loss in driver.worker_losses} == failed
     assert all(r.status == "completed" and r.epochs == 2 for m, r in result.models.items() if m not in failed)
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+
+
+def test_a_unit_past_its_deadline_is_ended_and_its_model_fails_alone(spark, store):
+    """A unit that never ends while its worker still heartbeats (a hang inside the task): past the
+    unit deadline its workers are relaunched; at its second time the model fails alone."""
+    from cerebro_spark.backend.spark import SparkBackend
+
+    def factory(trial):
+        return ModelSpec(run_id="hangs", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    space = {"rate": hp_choice([1.0, 2.0]), "unit_s": hp_choice([600.0, 0.0])}
+    driver = MopDriver(
+        SparkBackend(spark, num_workers=2, heartbeat_s=0.2, worker_timeout_s=30.0), store, fake_dataset(2),
+        GridSearchAlgorithm(space, 2), factory,
+        RunSettings(run_id="hangs", metric="val_loss", mode="min", seed=3, unit_timeout_s=3.0), tasks=fake_tasks(),
+    )  # fmt: skip
+    started = time.monotonic()
+    result = driver.run()
+    failed = {m for m, r in result.models.items() if r.status == "failed"}
+    assert failed == {m for m, r in result.models.items() if r.params["unit_s"]}
+    assert all("past the deadline of 3 s" in result.models[m].reason for m in failed)
+    assert all("past the deadline" in loss["reason"] for loss in driver.worker_losses)
+    assert all(r.status == "completed" and r.epochs == 2 for m, r in result.models.items() if m not in failed)
+    assert time.monotonic() - started < 300  # the 600 s units were ended, not waited for
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []

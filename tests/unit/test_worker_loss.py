@@ -151,3 +151,22 @@ def test_a_request_that_cannot_reach_a_worker_fails_its_model_alone(store):
                                                                 "m0002": "completed"}  # fmt: skip
     assert "cannot cross the control plane" in result.models["m0001"].reason
     assert driver.worker_losses == []
+
+
+def test_the_unit_deadline_follows_the_longest_unit_unless_set(monkeypatch):
+    from cerebro_spark.driver.settings import MIN_UNIT_TIMEOUT_S, unit_deadline
+
+    auto = RunSettings(run_id="r", metric="loss", mode="min", seed=1)
+    assert auto.unit_timeout_s is None
+    assert unit_deadline(auto, 5.0) == MIN_UNIT_TIMEOUT_S and unit_deadline(auto, 300.0) == 3000.0
+    assert (
+        unit_deadline(RunSettings(run_id="r", metric="loss", mode="min", seed=1, unit_timeout_s=7.0), 300.0)
+        == 7.0
+    )
+    monkeypatch.setenv("CEREBRO_UNIT_TIMEOUT_S", "45")
+    assert unit_deadline(RunSettings(run_id="r", metric="loss", mode="min", seed=1), 300.0) == 45.0
+    monkeypatch.setenv("CEREBRO_UNIT_TIMEOUT_S", "soon")
+    with pytest.raises(
+        InvalidParamError, match=r"CEREBRO_UNIT_TIMEOUT_S must be a number of seconds\. Received: 'soon'"
+    ):
+        RunSettings(run_id="r", metric="loss", mode="min", seed=1)
