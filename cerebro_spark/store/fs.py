@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import os
 import posixpath
 import re
 import shutil
+import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, TypeVar
 
 import fsspec
 from fsspec.core import split_protocol
@@ -179,6 +181,43 @@ def _abort(f: IO[bytes]) -> None:
         f.close()
 
 
+#: A Store operation that fails with a transient error (an NFS hiccup, object-store throttling, a reset
+#: connection: any ``OSError`` but the ones below) is tried again this many times ...
+RETRIES = 3
+#: ... after this many seconds, doubled each time (0.5, 1, 2).
+BACKOFF_S = 0.5
+_NOT_TRANSIENT = (
+    FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, StoreError,
+)  # fmt: skip
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _retrying(method: _Method) -> _Method:
+    """Retry ``method`` on transient errors (see :data:`RETRIES`); only for idempotent operations."""
+
+    @functools.wraps(method)
+    def wrapper(self: FilesystemStore, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(RETRIES + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except _NOT_TRANSIENT:
+                raise
+            except OSError as exc:
+                if attempt == RETRIES:
+                    raise
+                delay = BACKOFF_S * 2**attempt
+                logger.warning(
+                    "Store %s: %s(%r) failed (%s: %s); trying again in %.1f s (%d of %d)",
+                    self.url, method.__name__, args[0] if args else "", type(exc).__name__, exc, delay,
+                    attempt + 1, RETRIES,
+                )  # fmt: skip
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper  # type: ignore[return-value]
+
+
 class FilesystemStore(Store):
     """A :class:`Store` on a filesystem: local (also NFS and ``/dbfs``), HDFS or any fsspec filesystem.
 
@@ -188,6 +227,7 @@ class FilesystemStore(Store):
     it (``os.replace`` locally, ``fs.mv`` elsewhere: an object store's single PUT is atomic; HDFS replaces
     by delete then rename, so a reader may briefly miss the key but never sees a partial file).
     :meth:`listdir` hides such temporary files. Equality and hashing use the class and :attr:`url`.
+    Idempotent operations are tried again on transient errors (:data:`RETRIES`); appends are not.
     """
 
     def __init__(self, root: str, fs: Any, *, url: str, storage_options: dict[str, Any], local: bool) -> None:
@@ -210,6 +250,7 @@ class FilesystemStore(Store):
     def _missing(self, key: str) -> FileNotFoundError:
         return FileNotFoundError(errno.ENOENT, f"No file at key {key!r} in Store {self._url!r}")
 
+    @_retrying
     def exists(self, key: str) -> bool:
         path = self._path(key)
         if self._local:
@@ -217,6 +258,7 @@ class FilesystemStore(Store):
         self._fs.invalidate_cache(path)  # another process may have written it since we last listed
         return bool(self._fs.exists(path))
 
+    @_retrying
     def read_bytes(self, key: str) -> bytes:
         path = self._path(key)
         try:
@@ -237,6 +279,7 @@ class FilesystemStore(Store):
         except FileNotFoundError as e:
             raise self._missing(key) from e
 
+    @_retrying
     def write_bytes(self, key: str, data: bytes) -> None:
         with self.atomic_writer(key) as f:
             f.write(data)
@@ -299,10 +342,12 @@ class FilesystemStore(Store):
                 "could not remove the temporary file %s in Store %s", path, self._url, exc_info=True
             )
 
+    @_retrying
     def upload(self, local_path: str, key: str) -> None:
         with open(local_path, "rb") as src, self.atomic_writer(key) as dst:
             shutil.copyfileobj(src, dst, _COPY_CHUNK)
 
+    @_retrying
     def download(self, key: str, local_path: str) -> None:
         with self.open_read(key) as src, open(local_path, "wb") as dst:
             shutil.copyfileobj(src, dst, _COPY_CHUNK)
@@ -327,6 +372,7 @@ class FilesystemStore(Store):
             old = b""
         self.write_bytes(key, old + text.encode("utf-8"))
 
+    @_retrying
     def listdir(self, key: str) -> list[str]:
         """Sorted names directly under the folder ``key``; ``[]`` if it is missing or a file.
 
@@ -348,6 +394,7 @@ class FilesystemStore(Store):
             names = [posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != own]
         return sorted(n for n in names if not _TEMP_NAME.search(n))
 
+    @_retrying
     def delete(self, key: str, *, recursive: bool = False) -> None:
         path = self._path(key)
         if not self.exists(key):

@@ -231,3 +231,63 @@ def test_new_run_id():
     assert layout.new_run_id(datetime(2026, 11, 21, 20, 30, 0), "a1b2") == "run-20261121-203000-a1b2"
     with pytest.raises(InvalidParamError, match=r"token must be 1 to 32 letters or digits.*token='a/b'"):
         layout.new_run_id(datetime(2026, 11, 21), "a/b")
+
+
+# -- transient errors ----------------------------------------------------------------------------------
+
+
+def _flaky(monkeypatch, store, method_name, failures):
+    """Make ``store.<method_name>`` raise EIO ``failures`` times, then work; returns the call count."""
+    import errno
+
+    calls = {"n": 0}
+    real = getattr(store, method_name)
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise OSError(errno.EIO, "Input/output error (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, method_name, flaky)
+    return calls
+
+
+def test_transient_store_errors_are_retried_with_backoff(tmp_path, monkeypatch, caplog):
+    from cerebro_spark.store import fs
+    from cerebro_spark.store.base import Store
+
+    monkeypatch.setattr(fs, "BACKOFF_S", 0.0)
+    store = Store.create(str(tmp_path / "s"))
+    calls = _flaky(monkeypatch, store, "_replace", failures=2)  # the rename of a write fails twice
+    with caplog.at_level("WARNING", logger="cerebro_spark.store.fs"):
+        store.write_bytes("a/b.bin", b"payload")
+    assert store.read_bytes("a/b.bin") == b"payload" and calls["n"] == 3
+    assert store.listdir("a") == ["b.bin"] and sorted(p.name for p in (tmp_path / "s" / "a").iterdir()) == [
+        "b.bin"
+    ]
+    assert sum("trying again" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_persistent_store_errors_surface_after_the_retries_and_missing_keys_at_once(tmp_path, monkeypatch):
+    from cerebro_spark.store import fs
+    from cerebro_spark.store.base import Store
+
+    monkeypatch.setattr(fs, "BACKOFF_S", 0.0)
+    store = Store.create(str(tmp_path / "s"))
+    calls = _flaky(monkeypatch, store, "_replace", failures=99)
+    with pytest.raises(OSError, match="injected"):
+        store.write_bytes("k", b"x")
+    assert calls["n"] == fs.RETRIES + 1 and not store.exists("k")
+
+    opened = {"n": 0}
+    real_open = open
+
+    def counting_open(*args, **kwargs):
+        opened["n"] += 1
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("missing")
+    assert opened["n"] == 1  # not a transient error: no retry
