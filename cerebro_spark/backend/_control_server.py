@@ -65,6 +65,9 @@ class ControlServer:
     worker_timeout_s : float, optional
         A connected worker silent for longer than this (no heartbeat, no result) is reported as
         :class:`WorkerLost` once: it hangs. None: never.
+    max_pending : int, optional
+        At most this many connections authenticate at once (each holds a thread for up to
+        ``handshake_timeout_s``); more are closed at once. Default ``2 * num_workers + 8``.
     """
 
     def __init__(
@@ -75,8 +78,10 @@ class ControlServer:
         events: queue.Queue[object],
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         worker_timeout_s: float | None = None,
+        max_pending: int | None = None,
     ) -> None:
         self._secret = secret
+        self._max_pending = max_pending if max_pending is not None else 2 * num_workers + 8
         self._num_workers = num_workers
         self._events = events
         self._handshake_timeout_s = handshake_timeout_s
@@ -186,6 +191,7 @@ class ControlServer:
     def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]  # finished ones are forgotten
             self._threads.append(thread)
         thread.start()
         return thread
@@ -207,8 +213,23 @@ class ControlServer:
                         if self._closing.is_set():
                             conn.close()
                             return
-                        self._pending.add(conn)
-                    self._spawn(self._serve_connection, f"cerebro-spark-conn-{peer[1]}", conn)
+                        crowded = len(self._pending) >= self._max_pending
+                        if not crowded:
+                            self._pending.add(conn)
+                    if crowded:  # unauthenticated connections cost a thread each: a cap, not a flood
+                        logger.warning(
+                            "control plane refused a connection from %s: %d connections are already "
+                            "authenticating", peer, self._max_pending,
+                        )  # fmt: skip
+                        conn.close()
+                        continue
+                    try:
+                        self._spawn(self._serve_connection, f"cerebro-spark-conn-{peer[1]}", conn)
+                    except RuntimeError as exc:  # no thread to be had: drop this one, keep accepting
+                        logger.warning("control plane dropped a connection from %s: %s", peer, exc)
+                        with self._lock:
+                            self._pending.discard(conn)
+                        conn.close()
 
     def _serve_connection(self, conn: socket.socket) -> None:
         try:

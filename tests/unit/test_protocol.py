@@ -414,3 +414,30 @@ def test_server_reports_a_lost_worker_and_drops_duplicates(
     assert isinstance(lost, WorkerLost) and lost.worker_id == 1
     with pytest.raises(BackendError, match="Worker 1 is not connected"):
         srv.send(1, Shutdown())
+
+
+def test_connections_that_do_not_authenticate_are_capped_and_their_threads_forgotten() -> None:
+    events: queue.Queue[object] = queue.Queue()
+    srv = ControlServer("127.0.0.1", new_secret(), num_workers=1, events=events, handshake_timeout_s=30.0,
+                        max_pending=2)  # fmt: skip
+    try:
+        silent = [socket.create_connection(srv.address) for _ in range(2)]
+        for sock in silent:
+            sock.settimeout(10)
+            assert len(recv_frame(sock)) == 32  # each holds a slot: it got its challenge
+        with socket.create_connection(srv.address) as third:
+            third.settimeout(10)
+            assert third.recv(1024) == b""  # over the cap: closed at once, no thread, no challenge
+        for sock in silent:
+            sock.close()
+        for _ in range(20):  # peers that answer the challenge wrongly, one after the other
+            for thread in list(srv._threads):  # the connection threads before this one end first
+                if thread is not srv._accept_thread:
+                    thread.join(timeout=10)
+            with socket.create_connection(srv.address) as peer:
+                peer.settimeout(10)
+                send_frame(peer, bytes(64) if len(recv_frame(peer)) == 32 else b"")
+                assert recv_frame(peer) == b""  # refused
+        assert len(srv._threads) <= 3  # the accept thread and the last ones: finished ones are forgotten
+    finally:
+        srv.close()
