@@ -79,8 +79,9 @@ class LiveCommands:
     def apply(self, command: Command) -> Any:
         """Apply ``command`` and record it; returns what the user's future gets."""
         value: Any = None
+        stale: list[int] = []
         if isinstance(command, StopModel):
-            self._stop(command.model_id, command.reason)
+            stale = self._stop(command.model_id, command.reason)
         elif isinstance(command, ResumeModel):
             self._resume(command.model_id, check_epochs(command.epochs))
         elif isinstance(command, AddModels):
@@ -90,6 +91,8 @@ class LiveCommands:
             value = self._add(command)
         if not isinstance(command, Interrupt):
             self.recorder.event({"event": "command", "command": command_to_dict(command)})
+        if isinstance(command, StopModel):  # only once the stop is journaled: a crash between the two
+            self.recorder.delete_checkpoints(command.model_id, stale)  # leaves files, not a dangling journal
         return value
 
     def _known(self, model_id: str, verb: str) -> ModelRecord:
@@ -100,9 +103,10 @@ class LiveCommands:
             )
         return self.book.models[model_id]
 
-    def _stop(self, model_id: str, reason: str) -> None:
+    def _stop(self, model_id: str, reason: str) -> list[int]:
         """Stop a running or paused model now; an epoch it had not finished is dropped (its version
-        goes back to its last epoch's), so a later resume trains that epoch whole."""
+        goes back to its last epoch's), so a later resume trains that epoch whole. Returns the
+        checkpoint versions no longer needed (the caller deletes them after journaling the stop)."""
         model = self._known(model_id, "stop")
         if model_id not in self.book.scheduler.active_models:
             raise InvalidParamError(
@@ -111,8 +115,9 @@ class LiveCommands:
             )
         self.book.end(model_id, STOPPED, reason)
         self.book.drop_epoch(model_id)
-        self.recorder.delete_checkpoints(model_id, self.book.stale_versions(model_id))
+        stale = self.book.stale_versions(model_id)
         self.book.leave(model_id, reason)
+        return stale
 
     def _resume(self, model_id: str, epochs: int | None) -> None:
         """Train a stopped, completed or paused model on to ``epochs`` epochs, under the user's control."""

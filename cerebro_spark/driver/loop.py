@@ -35,6 +35,7 @@ from cerebro_spark.driver.workers import CULPRIT_LOSSES, Workers
 from cerebro_spark.errors import SchedulerError, TrainingError
 from cerebro_spark.scheduler import Assignment, EpochEnd, MopScheduler, UnitKind
 from cerebro_spark.search import SearchAlgorithm, Trial
+from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.model_spec import ModelSpec
 
@@ -127,6 +128,10 @@ class MopDriver:
         lease = RunLease(self.store.target, self.settings.run_id)
         lease.acquire()  # before anything of the run is read or written: one driver per run
         try:
+            if removed := self.store.target.remove_temporary_files(layout.run_root(self.settings.run_id)):
+                logger.info(
+                    "run %s: removed %d files of writes a crash interrupted", self.settings.run_id, removed
+                )
             return self._run(started, initial_trials, resume)
         finally:
             lease.release()

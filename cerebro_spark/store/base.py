@@ -108,6 +108,12 @@ class Store(ABC):
         """The local filesystem path of ``key`` when the Store is on a local or mounted filesystem,
         else ``None``. Lets workers skip a copy (h5py, Keras and pyarrow read local paths directly)."""
 
+    def remove_temporary_files(self, key: str) -> int:
+        """Delete what writes interrupted by a crash left under the folder ``key`` (never a complete
+        file); returns how many. Only while no one else writes there. Stores without temporary files
+        have nothing to do."""
+        return 0
+
     # ---- helpers built on the primitives -------------------------------------------------------
 
     def read_text(self, key: str) -> str:

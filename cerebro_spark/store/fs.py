@@ -394,6 +394,20 @@ class FilesystemStore(Store):
             names = [posixpath.basename(str(e).rstrip("/")) for e in entries if str(e).rstrip("/") != own]
         return sorted(n for n in names if not _TEMP_NAME.search(n))
 
+    def remove_temporary_files(self, key: str) -> int:
+        """Delete the ``*.tmp-<hex>`` files that interrupted writes left under the folder ``key``."""
+        path = self._path(key)
+        if not self._local:
+            self._fs.invalidate_cache(path)
+        try:
+            found = self._fs.find(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        leftovers = [str(p) for p in found if _TEMP_NAME.search(str(p))]
+        for leftover in leftovers:
+            self._remove_quietly(leftover)
+        return len(leftovers)
+
     @_retrying
     def delete(self, key: str, *, recursive: bool = False) -> None:
         path = self._path(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -68,3 +69,15 @@ def test_the_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
     store.write_json(lease_key("r1"), {"token": "dead", "host": socket.gethostname(), "pid": child.pid,
                                        "renewed_at": time.time()})  # fmt: skip
     assert all(m.status == "completed" for m in make_driver(store).run().models.values())
+
+
+def test_a_driver_holding_the_lease_removes_the_leftovers_of_a_crashed_write(store):
+    import uuid
+
+    folder = store.local_path("runs/r1/m0000")
+    os.makedirs(folder)
+    leftover = os.path.join(folder, f"ckpt-000001.state.tmp-{uuid.uuid4().hex}")
+    with open(leftover, "wb") as f:
+        f.write(b"half a checkpoint")
+    make_driver(store).run()
+    assert not os.path.exists(leftover)

@@ -81,6 +81,22 @@ def test_stop_mid_epoch_drops_the_partial_epoch_and_frees_the_model(store):
     assert control.state == "finished" and control.snapshot().models["m0001"].status == "stopped"
 
 
+def test_a_stop_is_journaled_before_its_checkpoints_are_deleted(store):
+    """A driver that dies between the two leaves spare files, never a journal that needs deleted ones."""
+    control = SearchControl()
+    stop = When(lambda u: (u.model_id, u.epoch, u.kind) == ("m0001", 2, "train"),
+                lambda: [control.submit(StopModel("m0001"))])  # fmt: skip
+    driver = make_driver(store, grid(), control, [stop])
+    order = []
+    for name in ("event", "delete_checkpoints"):
+        real = getattr(driver.recorder, name)
+        setattr(driver.recorder, name, lambda *a, _n=name, _r=real: (order.append((_n, *a)), _r(*a))[1])
+    driver.run()
+    stop_event = next(i for i, call in enumerate(order) if call[0] == "event")
+    partial = [i for i, call in enumerate(order) if call[:3] == ("delete_checkpoints", "m0001", [3])]
+    assert partial and partial[0] > stop_event  # the partial epoch's checkpoint goes after the stop's line
+
+
 def test_a_stopped_model_resumed_trains_to_its_new_target(store):
     control = SearchControl()
     stop = When(lambda r: (r.model_id, r.epoch) == ("m0000", 1), lambda: [control.submit(StopModel("m0000"))],

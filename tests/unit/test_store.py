@@ -291,3 +291,19 @@ def test_persistent_store_errors_surface_after_the_retries_and_missing_keys_at_o
     with pytest.raises(FileNotFoundError):
         store.read_bytes("missing")
     assert opened["n"] == 1  # not a transient error: no retry
+
+
+def test_leftovers_of_interrupted_writes_are_removed_and_complete_files_kept(tmp_path):
+    from cerebro_spark.store.base import Store
+
+    store = Store.create(str(tmp_path / "s"))
+    store.write_bytes("runs/r1/m0000/ckpt-000001.state", b"kept")
+    leftover = tmp_path / "s" / "runs" / "r1" / "m0000" / f"ckpt-000002.state.tmp-{uuid.uuid4().hex}"
+    leftover.write_bytes(b"half")
+    other_run = tmp_path / "s" / "runs" / "r2" / f"journal.jsonl.tmp-{uuid.uuid4().hex}"
+    other_run.parent.mkdir(parents=True)
+    other_run.write_bytes(b"x")
+    assert store.remove_temporary_files("runs/r1") == 1
+    assert not leftover.exists() and other_run.exists()  # only under the folder asked for
+    assert store.read_bytes("runs/r1/m0000/ckpt-000001.state") == b"kept"
+    assert store.remove_temporary_files("runs/none") == 0
