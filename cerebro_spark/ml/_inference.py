@@ -371,15 +371,18 @@ def _limit_threads() -> None:
 
 
 def _predict(model: Any, inputs: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
-    """Predict in chunks of exactly ``batch_size`` rows (the last one padded), so the model's
-    predict function is traced once, not once per distinct chunk size."""
+    """Predict in chunks of ``batch_size`` rows; a shorter last chunk is padded only up to the next
+    power of two (not to ``batch_size``: a large batch size on a small partition would allocate and
+    compute mostly zeros), so the model's predict function is traced for a few sizes, not once per
+    distinct chunk size."""
     rows = len(inputs[0])
     chunks: list[list[np.ndarray]] = []
     for start in range(0, rows, batch_size):
         x = [a[start : start + batch_size] for a in inputs]
         size = len(x[0])
-        if size < batch_size:
-            x = [np.concatenate([a, np.zeros((batch_size - size, *a.shape[1:]), a.dtype)]) for a in x]
+        padded = min(batch_size, 1 << max(0, size - 1).bit_length())
+        if size < padded:
+            x = [np.concatenate([a, np.zeros((padded - size, *a.shape[1:]), a.dtype)]) for a in x]
         out = model.predict_on_batch(x[0] if len(x) == 1 else x)
         outs = list(out) if isinstance(out, (list, tuple)) else [out]
         chunks.append([np.asarray(o)[:size] for o in outs])
