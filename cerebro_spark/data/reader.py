@@ -171,8 +171,18 @@ def _read_table(store: Store, part: PartitionSpec, names: list[str]) -> pa.Table
 
 
 def _to_numpy(column: pa.ChunkedArray, spec: ColumnSpec, part: PartitionSpec) -> np.ndarray:
-    """A column of lists nested ``len(spec.shape)`` deep -> one array ``(rows, *shape)``, no row loop."""
-    values: pa.Array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    """A column of lists nested ``len(spec.shape)`` deep -> one array ``(rows, *shape)``, no row loop.
+
+    Chunk by chunk (a row group each): combining the chunks first would put every value of the
+    partition behind one list's int32 offsets, which overflow past 2**31 values (8 GiB of float32).
+    """
+    arrays = [_chunk_to_numpy(chunk, spec, part) for chunk in column.chunks]
+    if len(arrays) == 1:
+        return arrays[0]
+    return np.concatenate(arrays) if arrays else np.empty((0, *spec.shape), dtype=spec.dtype)
+
+
+def _chunk_to_numpy(values: pa.Array, spec: ColumnSpec, part: PartitionSpec) -> np.ndarray:
     rows = len(values)
     for depth, size in enumerate(spec.shape):
         if not any(is_list(values.type) for is_list in _IS_LIST):
