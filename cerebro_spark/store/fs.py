@@ -395,18 +395,30 @@ class FilesystemStore(Store):
         return sorted(n for n in names if not _TEMP_NAME.search(n))
 
     def remove_temporary_files(self, key: str) -> int:
-        """Delete the ``*.tmp-<hex>`` files that interrupted writes left under the folder ``key``."""
+        """Delete the ``*.tmp-<hex>`` files that interrupted writes left under the folder ``key``.
+
+        Only those whose target exists: a leftover without one may be the only copy (on HDFS, replacing
+        is delete then rename, and a crash between leaves the new content in the temporary file), so it
+        is kept and logged.
+        """
         path = self._path(key)
         if not self._local:
             self._fs.invalidate_cache(path)
         try:
-            found = self._fs.find(path)
+            found = [str(p) for p in self._fs.find(path)]
         except (FileNotFoundError, NotADirectoryError):
             return 0
-        leftovers = [str(p) for p in found if _TEMP_NAME.search(str(p))]
-        for leftover in leftovers:
-            self._remove_quietly(leftover)
-        return len(leftovers)
+        existing = set(found)
+        removed = 0
+        for leftover in (p for p in found if _TEMP_NAME.search(p)):
+            if _TEMP_NAME.sub("", leftover) in existing:
+                self._remove_quietly(leftover)
+                removed += 1
+            else:
+                logger.warning(
+                    "kept %s: the file it was written for is missing (it may be its only copy)", leftover
+                )
+        return removed
 
     @_retrying
     def delete(self, key: str, *, recursive: bool = False) -> None:

@@ -74,9 +74,8 @@ def test_the_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(store):
 def test_a_driver_holding_the_lease_removes_the_leftovers_of_a_crashed_write(store):
     import uuid
 
-    folder = store.local_path("runs/r1/m0000")
-    os.makedirs(folder)
-    leftover = os.path.join(folder, f"ckpt-000001.state.tmp-{uuid.uuid4().hex}")
+    store.write_bytes("runs/r1/m0000/ckpt-000001.state", b"an earlier run's")
+    leftover = os.path.join(store.local_path("runs/r1/m0000"), f"ckpt-000001.state.tmp-{uuid.uuid4().hex}")
     with open(leftover, "wb") as f:
         f.write(b"half a checkpoint")
     make_driver(store).run()

@@ -298,12 +298,15 @@ def test_leftovers_of_interrupted_writes_are_removed_and_complete_files_kept(tmp
 
     store = Store.create(str(tmp_path / "s"))
     store.write_bytes("runs/r1/m0000/ckpt-000001.state", b"kept")
-    leftover = tmp_path / "s" / "runs" / "r1" / "m0000" / f"ckpt-000002.state.tmp-{uuid.uuid4().hex}"
+    leftover = tmp_path / "s" / "runs" / "r1" / "m0000" / f"ckpt-000001.state.tmp-{uuid.uuid4().hex}"
     leftover.write_bytes(b"half")
+    orphan = leftover.parent / f"search.json.tmp-{uuid.uuid4().hex}"  # no search.json: maybe its only copy
+    orphan.write_bytes(b"{}")
     other_run = tmp_path / "s" / "runs" / "r2" / f"journal.jsonl.tmp-{uuid.uuid4().hex}"
     other_run.parent.mkdir(parents=True)
     other_run.write_bytes(b"x")
+    store.write_bytes("runs/r2/journal.jsonl", b"")
     assert store.remove_temporary_files("runs/r1") == 1
-    assert not leftover.exists() and other_run.exists()  # only under the folder asked for
+    assert not leftover.exists() and orphan.exists() and other_run.exists()  # only under the folder asked for
     assert store.read_bytes("runs/r1/m0000/ckpt-000001.state") == b"kept"
     assert store.remove_temporary_files("runs/none") == 0
