@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 60.0
 """How long a worker keeps retrying to reach the driver's server."""
 
+#: What worker tasks keep between calls, for the life of this Python worker process: Spark reuses the
+#: process for later barrier tasks (one at a time), which then find their models traced and their
+#: partitions read (see ``WorkerContext.cache``).
+_PROCESS_CACHE: dict[str, object] = {}
+
 _THREAD_ENV_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
@@ -59,7 +64,7 @@ def serve(
         channel.send(Hello(worker_id, os.getpid(), socket.gethostname(), cores))
         logger.info("worker %d connected to the driver at %s:%d", worker_id, *driver_address)
         beat.start()
-        _serve_requests(channel, WorkerContext(worker_id, num_workers, cores))
+        _serve_requests(channel, WorkerContext(worker_id, num_workers, cores, cache=_PROCESS_CACHE))
     finally:
         stop.set()
         channel.close()

@@ -50,8 +50,12 @@ class TaskResult:
 class WorkerContext:
     """State a worker keeps for its whole life: passed as the first argument of every task.
 
-    ``cache`` holds what tasks keep between calls (models built, partitions read). It belongs to
-    one worker task and is dropped with it, never shared between runs.
+    ``cache`` holds what tasks keep between calls (models built, partitions read). SparkBackend
+    gives every worker task of a Python worker process that process's one cache, so that a later
+    search (or a relaunch) in the same Spark application finds its models built and traced and its
+    partitions read; a process runs one such task at a time. What tasks put there must therefore
+    say which run it belongs to (see ``cerebro_spark.training.trainer``). LocalBackend gives each
+    worker thread a cache of its own.
     """
 
     worker_id: int

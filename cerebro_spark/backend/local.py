@@ -7,6 +7,7 @@ import queue
 import threading
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 from cerebro_spark.backend.base import (
     DEFAULT_MAX_RESTARTS,
@@ -52,6 +53,10 @@ class LocalBackend(Backend):
         Number of worker threads (at least 1).
     max_restarts : int, default 3
         How many times a search may relaunch the workers after losing one.
+    keep_caches : bool, default False
+        Keep each worker's ``WorkerContext.cache`` across :meth:`start` calls (later searches on this
+        backend, relaunches), as SparkBackend's reused Python worker processes do. Off by default:
+        each start gives fresh caches.
 
     Examples
     --------
@@ -62,8 +67,11 @@ class LocalBackend(Backend):
     42
     """
 
-    def __init__(self, num_workers: int = 2, *, max_restarts: int = DEFAULT_MAX_RESTARTS) -> None:
+    def __init__(
+        self, num_workers: int = 2, *, max_restarts: int = DEFAULT_MAX_RESTARTS, keep_caches: bool = False
+    ) -> None:
         self._num_workers = num_workers
+        self._caches: dict[int, dict[str, Any]] | None = {} if keep_caches else None
         self._max_restarts = check_max_restarts(max_restarts, "LocalBackend")
         self._requests: list[queue.Queue[object]] = []
         self._results: queue.Queue[TaskResult | _WorkerDied] = queue.Queue()
@@ -95,7 +103,7 @@ class LocalBackend(Backend):
                 threading.Thread(
                     target=self._work,
                     args=(
-                        WorkerContext(worker_id=i, num_workers=n, cores=1),
+                        WorkerContext(worker_id=i, num_workers=n, cores=1, cache=self._cache(i)),
                         self._requests[i],
                         self._results,
                     ),
@@ -107,6 +115,9 @@ class LocalBackend(Backend):
             for thread in self._threads:
                 thread.start()
         logger.info("LocalBackend started %d worker threads", n)
+
+    def _cache(self, worker_id: int) -> dict[str, Any]:
+        return {} if self._caches is None else self._caches.setdefault(worker_id, {})
 
     def submit(self, worker_id: int, request: TaskRequest) -> None:
         """Queue ``request`` on worker ``worker_id``; returns at once."""

@@ -275,6 +275,12 @@ class PartitionCache:
         with self._lock:
             return self._data.get(key, default)
 
+    def keep_only(self, fingerprint: str, index: int) -> None:
+        """Forget every partition but those of number ``index`` of dataset ``fingerprint``."""
+        with self._lock:
+            for key in [k for k in self._data if k[0] != fingerprint or k[2] != index]:
+                del self._data[key]
+
     def evict(self, fingerprint: str | None = None) -> None:
         """Forget the partitions of one prepared dataset, or (``None``) all of them."""
         with self._lock:

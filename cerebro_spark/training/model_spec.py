@@ -57,5 +57,10 @@ class ModelSpec:
 
     @property
     def cache_key(self) -> str:
-        """Identifies the built Keras model a worker can use for this model (see ``structure_key``)."""
-        return f"{self.run_id}/{self.structure_key or 'model:' + self.model_id}"
+        """Identifies the built Keras model a worker can use for this model (see ``structure_key``):
+        models of one structure share one, across runs too; a model without a structure key has its own."""
+        return self.structure_key or f"model:{self.run_id}/{self.model_id}"
+
+    def state_id(self, version: int) -> tuple[str, str, int]:
+        """Which state a built model holds: this model's ``version``, in this run."""
+        return (self.run_id, self.model_id, version)

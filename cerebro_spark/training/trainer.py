@@ -91,12 +91,13 @@ def train_sub_epoch(
         ``metrics`` (Keras' epoch-mean training metrics), ``rows``, ``version`` (the new one),
         ``state`` (its state blob, for the driver to hand on and to write as the checkpoint; None when
         it is larger than :data:`INLINE_STATE_MAX_BYTES`: then this task wrote the checkpoint) and
-        ``timings`` (``load_s``, ``read_s``, ``train_s``, ``save_s``).
+        ``timings`` (``load_s``, ``read_s``, ``train_s``, ``save_s``; ``build_s``: the part of
+        ``load_s`` spent building the Keras model, 0.0 when this worker process had it built already).
     """
-    t0 = time.perf_counter()
+    t0, builds = time.perf_counter(), _builds(ctx)
     held = _model_at(ctx, store, model, from_version, state)
     t1 = time.perf_counter()
-    data = _partitions(ctx).get_or_read(store, dataset, "train", partition)
+    data = _partitions(ctx, dataset, partition).get_or_read(store, dataset, "train", partition)
     data = data.shuffled(unit_seed(seed, model.model_id, epoch, partition))
     t2 = time.perf_counter()
     x_order, y_order = _column_order(held.model, dataset)
@@ -107,7 +108,7 @@ def train_sub_epoch(
     inline = len(new_state) <= INLINE_STATE_MAX_BYTES
     if not inline:
         store.write_bytes(model.checkpoint_key(version), new_state)  # durable before the result
-    _models(ctx)[model.cache_key] = (held, (model.model_id, version))
+    _models(ctx)[model.cache_key] = (held, model.state_id(version))
     t4 = time.perf_counter()
     metrics["learning_rate"] = _learning_rate(held.model)
     logger.debug(
@@ -119,8 +120,9 @@ def train_sub_epoch(
         "rows": data.rows,
         "version": version,
         "state": new_state if inline else None,
-        "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "train_s": t3 - t2, "save_s": t4 - t3},
-    }
+        "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "train_s": t3 - t2, "save_s": t4 - t3,
+                    "build_s": t1 - t0 if _builds(ctx) > builds else 0.0},
+    }  # fmt: skip
 
 
 def evaluate(
@@ -141,7 +143,7 @@ def evaluate(
     t0 = time.perf_counter()
     held = _model_at(ctx, store, model, version, state)
     t1 = time.perf_counter()
-    data = _partitions(ctx).get_or_read(store, dataset, "val", partition)
+    data = _partitions(ctx, dataset, partition).get_or_read(store, dataset, "val", partition)
     t2 = time.perf_counter()
     metrics: dict[str, float] = {}
     if data.rows:
@@ -171,14 +173,23 @@ def _learning_rate(keras_model: Any) -> float:
 # ---- the worker's caches -------------------------------------------------------------------------
 
 
-def _models(ctx: Any) -> OrderedDict[str, tuple[StepFunctions, tuple[str, int]]]:
-    """Built models (with their steps) by ``ModelSpec.cache_key``, each with the (model id, version)
-    whose state it holds."""
+def _models(ctx: Any) -> OrderedDict[str, tuple[StepFunctions, tuple[str, str, int]]]:
+    """Built models (with their steps) by ``ModelSpec.cache_key``, each with the (run id, model id,
+    version) whose state it holds (``ModelSpec.state_id``)."""
     return ctx.cache.setdefault("models", OrderedDict())  # type: ignore[no-any-return]
 
 
-def _partitions(ctx: Any) -> PartitionCache:
-    return ctx.cache.setdefault("partitions", PartitionCache())  # type: ignore[no-any-return]
+def _builds(ctx: Any) -> int:
+    """How many Keras models this worker's cache has built (each traces its steps on first use)."""
+    return int(ctx.cache.get("builds", 0))
+
+
+def _partitions(ctx: Any, dataset: DatasetSpec, partition: int) -> PartitionCache:
+    """The worker's partitions, holding those of ``dataset`` and ``partition`` only: a worker reads
+    one partition index of one dataset (another search in a reused process may differ)."""
+    cache: PartitionCache = ctx.cache.setdefault("partitions", PartitionCache())
+    cache.keep_only(dataset.fingerprint, partition)
+    return cache
 
 
 def _model_at(
@@ -193,18 +204,19 @@ def _model_at(
     """
     models = _models(ctx)
     cached = models.get(spec.cache_key)
-    held: tuple[str, int] | None = None
+    held: tuple[str, str, int] | None = None
     if cached is None:
         steps = StepFunctions(_build(store, spec))
+        ctx.cache["builds"] = _builds(ctx) + 1
     else:
         steps, held = cached
         models.move_to_end(spec.cache_key)
-    if held != (spec.model_id, version):
+    if held != spec.state_id(version):
         if state is not None:
             keras_io.set_state(steps.model, state)
         else:
             keras_io.load_checkpoint(store, spec.checkpoint_key(version), steps.model)
-    models[spec.cache_key] = (steps, (spec.model_id, version))
+    models[spec.cache_key] = (steps, spec.state_id(version))
     while len(models) > MAX_CACHED_MODELS:
         models.popitem(last=False)
     return steps

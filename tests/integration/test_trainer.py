@@ -103,3 +103,31 @@ def test_checkpoint_restores_weights_and_optimizer_state(runs):
     x = np.ones((3, 6), np.float32)
     again = load_trained_model(store, specs["m0003"], record.version)
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_a_later_search_reuses_the_models_a_worker_built_and_trains_exactly_the_same(tmp_path):
+    """A worker's built (and traced) models outlive a search, as a reused Spark Python worker's do: the
+    second search builds nothing, and its histories equal the first's (same seed, other run id)."""
+    from cerebro_spark.ml._model_io import write_initial_model
+    from cerebro_spark.store.base import Store
+
+    store = Store.create(str(tmp_path / "store"))
+    dataset = write_dataset(store)
+    backend = LocalBackend(2, keep_caches=True)
+    space = {"width": hp_choice([4, 8]), "lr": hp_choice([1e-2, 1e-1]), "init": 3}
+    results = []
+    for run_id in ("first", "second"):
+
+        def factory(trial, run_id=run_id):
+            return write_initial_model(store, run_id, trial.model_id, estimator(trial.params), trial.params)
+
+        settings = RunSettings(run_id=run_id, metric="val_accuracy", mode="max", seed=5, deterministic=True)
+        results.append(
+            MopDriver(backend, store, dataset, GridSearchAlgorithm(space, 2), factory, settings).run()
+        )
+    first, second = results
+    built = [[u for u in r.units if u.kind == "train" and u.timings["build_s"] > 0] for r in results]
+    assert len(built[0]) == 2 * 2 and built[1] == []  # 2 structures on each of 2 workers, then none
+    assert {m: r.metric_series() for m, r in second.models.items()} == {
+        m: r.metric_series() for m, r in first.models.items()
+    }
