@@ -429,7 +429,8 @@ def check_store_writable(store: Store) -> None:
 
 def check_metric_is_reported(est: KerasEstimator, dataset: DatasetSpec, metric: str, model_id: str) -> None:
     """``metric`` must be among the names the compiled model reports (Keras' names, ``val_`` for
-    validation): found by evaluating the model on two rows of zeros shaped like the prepared data."""
+    validation): found by computing the loss and metrics eagerly on two rows of zeros shaped like the
+    prepared data (the names ``evaluate`` reports, in a tenth of its time: nothing is traced)."""
     import numpy as np
 
     from cerebro_spark.ml._model_io import compiled_model
@@ -444,7 +445,9 @@ def check_metric_is_reported(est: KerasEstimator, dataset: DatasetSpec, metric: 
             model, [c.name for c in dataset.features], [c.name for c in dataset.labels]
         )
         x, y = zeros(dataset.features, x_order), zeros(dataset.labels, y_order)
-        names = set(model.evaluate(x, y, verbose=0, return_dict=True))
+        y_pred = model(x, training=False)
+        model.compute_loss(x, y, y_pred)  # builds the loss trackers ("loss", one per output)
+        names = set(model.compute_metrics(x, y, y_pred, sample_weight=None))
     except Exception:  # the check is a courtesy; training reports any real problem with its traceback
         logger.debug("could not list the metric names of model %s", model_id, exc_info=True)
         return
