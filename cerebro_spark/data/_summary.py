@@ -71,6 +71,13 @@ def _non_finite(x: Column) -> Column:
     return F.isnan(x) | (F.abs(x) == F.lit(float("inf")))
 
 
+def _array_non_finite(values: Column) -> Column:
+    """Whether an array holds a NaN or an infinity, with native functions (no per-element lambda):
+    Spark orders NaN above every number, so ``array_max`` is NaN or +inf, or ``array_min`` -inf."""
+    high, low = F.array_max(values), F.array_min(values)
+    return F.isnan(high) | (high == F.lit(float("inf"))) | (low == F.lit(float("-inf")))
+
+
 def _stat_exprs(i: int, column: SourceColumn) -> list[Column]:
     c = col(column.name)
     exprs = [F.count_if(c.isNull()).alias(f"c{i}_nulls")]
@@ -78,9 +85,9 @@ def _stat_exprs(i: int, column: SourceColumn) -> list[Column]:
         if column.kind is Kind.SCALAR:
             bad = _non_finite(c)
         elif column.kind is Kind.NESTED:
-            bad = F.exists(c, lambda inner: F.exists(inner, _non_finite))
+            bad = _array_non_finite(F.flatten(c))
         else:  # an array, or a vector (converted to an array)
-            bad = F.exists(c, _non_finite)
+            bad = _array_non_finite(c)
         exprs.append(F.count_if(bad).alias(f"c{i}_non_finite"))
     if column.role == "weight":
         return [*exprs, F.sum(c.cast("double")).alias("weight_sum"), F.min(c).alias(f"c{i}_min_value")]
