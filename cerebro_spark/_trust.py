@@ -5,7 +5,7 @@ custom Keras objects, search spaces) unless one of these says the files are trus
 
 - ``Class.load(path, trust_pickles=True)``;
 - the :func:`trust_pickles` context manager around any load (``PipelineModel.load`` included);
-- the environment variable ``CEREBRO_SPARK_TRUST_PICKLES=1`` (a job whose saves are its own).
+- the environment variable ``CEREBRO_TRUST_PICKLES=1`` (a job whose saves are its own).
 
 Instances whose Params and models are plain values (JSON, ``.keras`` files in Keras' safe mode, Keras'
 own optimizers and losses) load without unpickling anything, trusted or not.
@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from cerebro_spark.errors import UntrustedFileError
 
 #: Set to 1 (or true, yes) to trust every file loaded by this process.
-TRUST_ENV = "CEREBRO_SPARK_TRUST_PICKLES"
+TRUST_ENV = "CEREBRO_TRUST_PICKLES"
 
 _TRUSTED: ContextVar[bool] = ContextVar("cerebro_spark_trust_pickles", default=False)
 

@@ -108,7 +108,7 @@ def _serve_requests(channel: Channel, ctx: WorkerContext) -> None:
         except UndecodableMessage as exc:
             if exc.task_id is None:
                 raise
-            _send_result(channel, _undecodable_request(exc, ctx.worker_id))
+            _send_result(channel, _undecodable_request(exc, exc.task_id, ctx.worker_id))
             continue
         if isinstance(message, Shutdown):
             logger.info("worker %d: shutdown requested by the driver", ctx.worker_id)
@@ -131,17 +131,17 @@ def _serve_requests(channel: Channel, ctx: WorkerContext) -> None:
             return
 
 
-def _undecodable_request(exc: UndecodableMessage, worker_id: int) -> TaskResult:
+def _undecodable_request(exc: UndecodableMessage, task_id: int, worker_id: int) -> TaskResult:
     """The failed result of a request this worker cannot unpickle: the task fails, not the worker."""
     now = time.time()
     error = (
-        f"The worker cannot unpickle the request of task {exc.task_id} ({exc}). Every value sent to the "
+        f"The worker cannot unpickle the request of task {task_id} ({exc}). Every value sent to the "
         "workers (params, custom objects) must be importable there: define its class or function in a "
         "module the executors can import (a notebook's or script's __main__ is not), or pass plain values."
     )
     logger.warning("worker %d: %s", worker_id, error)
     return TaskResult(
-        task_id=exc.task_id or 0, worker_id=worker_id, ok=False, error=error, started_at=now, finished_at=now
+        task_id=task_id, worker_id=worker_id, ok=False, error=error, started_at=now, finished_at=now
     )
 
 

@@ -76,7 +76,10 @@ class RunLease:
         self._renewer.start()
 
     def release(self) -> None:
-        """Stop renewing and delete the lease if it is still ours. Idempotent."""
+        """Stop renewing and delete the lease if it is still ours. Idempotent (a second call does not
+        touch a lease another driver of this process may hold by then)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=RENEW_S)

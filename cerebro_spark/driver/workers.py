@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,6 @@ class Workers:
         self.settings = settings
         self.setup_task = setup_task
         self.losses: list[dict[str, Any]] = []
-        self._culprits: set[str] = set()
         self._flights: dict[int, Flight] = {}
         self._refused: list[TaskResult] = []
         self._longest_s = 0.0  # the longest unit so far, submission to result
@@ -135,13 +135,12 @@ class Workers:
             return self._refused.pop(0)
         give_up = time.monotonic() + self.settings.result_timeout_s
         while True:
-            now = time.monotonic()
-            overdue = self._overdue(time.time())
+            overdue = self._overdue(time.time())  # (flights carry wall-clock times)
             if overdue is not None:
                 flight, limit = overdue
                 self.backend.mark_lost(lost := self._hung(flight, limit))
                 raise lost
-            wait = min(give_up - now, self._until_next_deadline(time.time()))
+            wait = min(give_up - time.monotonic(), self._until_next_deadline(time.time()))
             result = self.backend.next_result(timeout=max(0.0, wait))
             if result is not None:
                 return result
@@ -160,6 +159,7 @@ class Workers:
         return (min(late, key=lambda f: f.submitted_at), limit) if late else None
 
     def _until_next_deadline(self, now: float) -> float:
+        """Seconds until the oldest flight's deadline has just passed (infinite with none in flight)."""
         if not self._flights:
             return float("inf")
         oldest = min(f.submitted_at for f in self._flights.values())
@@ -217,21 +217,23 @@ class Workers:
         suspect = next(
             (f.assignment.unit.model_id for f in flights if f.assignment.worker_id == lost.worker_id), None
         )
-        strikes = 1 + sum(1 for loss in self.losses if suspect is not None and loss["suspect"] == suspect)
-        culprit = suspect if suspect is not None and strikes >= CULPRIT_LOSSES else None
-        if culprit is not None:
-            self._culprits.add(culprit)
-            logger.error(
-                "model %s was running on the lost worker %d for the %d. time: it fails, alone",
-                culprit, lost.worker_id, strikes,
-            )  # fmt: skip
-        put_back([flight.assignment for flight in flights], culprit, lost)
         units = [f"{u.kind.value} {u.model_id} epoch {u.epoch} partition {u.partition}"
                  for u in (f.assignment.unit for f in flights)]  # fmt: skip
         self.losses.append({"worker_id": lost.worker_id, "reason": lost.reason, "suspect": suspect,
                             "units_put_back": units, "at": time.time()})  # fmt: skip
+        strikes = Counter(loss["suspect"] for loss in self.losses if loss["suspect"] is not None)
+        culprit = suspect if suspect is not None and strikes[suspect] >= CULPRIT_LOSSES else None
+        if culprit is not None:
+            logger.error(
+                "model %s was running on the lost worker %d for the %d. time: it fails, alone",
+                culprit, lost.worker_id, strikes[culprit],
+            )  # fmt: skip
+        put_back([flight.assignment for flight in flights], culprit, lost)
         limit = self.backend.max_restarts
-        if sum(1 for loss in self.losses if loss["suspect"] not in self._culprits) > limit:
+        charged = [
+            loss for loss in self.losses if strikes[loss["suspect"]] < CULPRIT_LOSSES
+        ]  # not a culprit's
+        if len(charged) > limit:
             tail = lost.log_tail.strip()
             raise BackendError(
                 f"Worker {lost.worker_id} was lost ({lost.reason}) after the workers had been relaunched "

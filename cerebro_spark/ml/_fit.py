@@ -28,6 +28,7 @@ from cerebro_spark.driver.control import SearchControl
 from cerebro_spark.errors import DataError, InvalidParamError, StoreError
 from cerebro_spark.ml._model_io import (
     compiled_model,
+    effective_loss,
     load_trained_model,
     pickled_custom_objects,
     structure_key,
@@ -166,7 +167,7 @@ def run_search(
         check_columns(dataset)
     dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
     for model_id, est in estimators.items():
-        check_model_fits_data(est.getModel(), dataset, model_id, loss=_loss_of(est))
+        check_model_fits_data(est.getModel(), dataset, model_id, loss=effective_loss(est))
     for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
         check_metric_is_reported(est, dataset, metric, model_id)
 
@@ -369,11 +370,6 @@ def check_model_fits_data(model: Any, dataset: DatasetSpec, model_id: str, loss:
 #: Losses that take class indices in [0, classes) and fail inside TensorFlow (or give NaN on a GPU)
 #: for any other label.
 _SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy", "sparsecategoricalcrossentropy"})
-
-
-def _loss_of(est: KerasEstimator) -> Any:
-    model, loss = est.getModel(), est.getOrDefault(est.loss)
-    return loss if loss is not None or not getattr(model, "compiled", False) else model.loss
 
 
 def _output_losses(model: Any, loss: Any) -> list[Any]:

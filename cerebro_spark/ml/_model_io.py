@@ -26,10 +26,9 @@ def compiled_model(est: KerasEstimator) -> keras.Model:
 
     model = est.getModel()
     optimizer = est.getOrDefault(est.optimizer)
-    loss = est.getOrDefault(est.loss)
+    loss = effective_loss(est)
     if model.compiled:
         optimizer = optimizer if optimizer is not None else model.optimizer
-        loss = loss if loss is not None else model.loss
     optimizer = optimizer if optimizer is not None else "adam"
     if not isinstance(optimizer, str):  # never share optimizer state between runs or models
         optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
@@ -40,6 +39,12 @@ def compiled_model(est: KerasEstimator) -> keras.Model:
     )  # fmt: skip
     model.optimizer.build(model.trainable_variables)  # so the saved file holds the full optimizer state
     return model
+
+
+def effective_loss(est: KerasEstimator) -> Any:
+    """The loss the estimator trains with: its ``loss`` param, else that of its model if compiled."""
+    model, loss = est.getModel(), est.getOrDefault(est.loss)
+    return loss if loss is not None or not getattr(model, "compiled", False) else model.loss
 
 
 def pickled_custom_objects(est: KerasEstimator) -> bytes:

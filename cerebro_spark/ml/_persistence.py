@@ -169,10 +169,19 @@ def dumps(value: Any, what: str) -> bytes:
 def loads(files: SavedFiles, name: str, what: str, saved_with: dict[str, str]) -> Any:
     """Unpickle the saved file ``name`` if pickles are trusted (:mod:`cerebro_spark._trust`); on
     failure, a PersistenceError naming ``what`` and the versions on both sides."""
+    return unpickle(read_trusted(files, name, what), what, saved_with)
+
+
+def read_trusted(files: SavedFiles, name: str, what: str) -> bytes:
+    """The bytes of the saved pickle ``name``, read only if pickles are trusted."""
+    require_trust(what, posixpath.join(files.path, name))
+    return files.read_bytes(name)
+
+
+def unpickle(data: bytes, what: str, saved_with: dict[str, str]) -> Any:
+    """Unpickle ``data`` (read with :func:`read_trusted`); see :func:`loads`."""
     import cloudpickle
 
-    require_trust(what, posixpath.join(files.path, name))
-    data = files.read_bytes(name)
     try:
         return cloudpickle.loads(data)
     except Exception as e:

@@ -13,10 +13,8 @@ loads it from the run's Store while that is reachable.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from typing import TYPE_CHECKING, Any
 
-from cerebro_spark._trust import require_trust
 from cerebro_spark.driver import ModelRecord, SearchResult
 from cerebro_spark.driver.records import EpochRecord, UnitRecord
 from cerebro_spark.errors import StoreError
@@ -26,7 +24,8 @@ from cerebro_spark.ml._persistence import (
     decode_value,
     digest,
     encode_value,
-    loads,
+    read_trusted,
+    unpickle,
 )
 from cerebro_spark.store.fs import _restore_store
 from cerebro_spark.training.keras_io import model_to_bytes
@@ -59,9 +58,10 @@ def load_keras_model(
     model._model_bytes = files.read_bytes(extra["model"])
     model._keras = None
     if extra.get("custom_objects"):
-        name = extra["custom_objects"]
-        loads(files, name, f"the custom objects of the model in {files.path!r}", saved_with)  # fail now
-        model._custom_objects = files.read_bytes(name)
+        what = f"the custom objects of the model in {files.path!r}"
+        data = read_trusted(files, extra["custom_objects"], what)
+        unpickle(data, what, saved_with)  # fails now, clearly, rather than in transform on the executors
+        model._custom_objects = data
     model.history = {k: list(v) for k, v in extra.get("history", {}).items()}
     model.params_used = decode_value(extra["params_used"], files, "params_used", saved_with)
 
@@ -137,11 +137,9 @@ def load_selection(
     specs = {}
     for model_id, fields in document.pop("specs").items():
         custom_file = fields.pop("custom_objects")
+        custom = b""
         if custom_file:  # unpickled only when a model is read from the run's Store: trusted now or never
-            require_trust(
-                f"the custom objects of model {model_id!r}", posixpath.join(files.path, custom_file)
-            )
-        custom = files.read_bytes(custom_file) if custom_file else b""
+            custom = read_trusted(files, custom_file, f"the custom objects of model {model_id!r}")
         specs[model_id] = ModelSpec(
             **_known(ModelSpec, fields), custom_objects=custom, params=models[model_id].params
         )

@@ -252,7 +252,9 @@ class FilesystemStore(Store):
 
     @_retrying
     def exists(self, key: str) -> bool:
-        path = self._path(key)
+        return self._exists(self._path(key))
+
+    def _exists(self, path: str) -> bool:
         if self._local:
             return os.path.exists(path)
         self._fs.invalidate_cache(path)  # another process may have written it since we last listed
@@ -423,7 +425,7 @@ class FilesystemStore(Store):
     @_retrying
     def delete(self, key: str, *, recursive: bool = False) -> None:
         path = self._path(key)
-        if not self.exists(key):
+        if not self._exists(path):  # (not self.exists: delete retries as a whole, not its parts)
             return
         if self._fs.isdir(path) and not recursive:
             raise StoreError(

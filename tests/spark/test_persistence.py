@@ -110,7 +110,7 @@ def test_pipeline_model_predicts_the_same_in_a_new_process(spark, fitted):
         "PYTHONPATH": str(ROOT),
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOCAL_IP": "127.0.0.1",
-        "CEREBRO_SPARK_TRUST_PICKLES": "1",  # a job loading its own saves
+        "CEREBRO_TRUST_PICKLES": "1",  # a job loading its own saves
     }
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=500
