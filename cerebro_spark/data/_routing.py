@@ -88,6 +88,15 @@ def route(rows: DataFrame, counts: dict[int, int], num_partitions: int, first: i
     )
 
 
+def with_target(routed: DataFrame, total: int, columns: Sequence[str]) -> DataFrame:
+    """``routed`` as :func:`repartition` gives it, without the shuffle: the columns ``c0, c1...``, then each
+    row's output partition (from its :data:`KEY`) and its :data:`INDEX`, for a driver that collects them."""
+    keys = F.array(*[F.lit(k).cast("int") for k in partition_keys(total)])
+    target = (F.array_position(keys, F.col(KEY)) - 1).cast("int").alias("target")
+    renamed = [col(name).alias(f"c{i}") for i, name in enumerate(columns)]
+    return routed.select(*renamed, target, F.col(INDEX))
+
+
 def expected_sizes(rows: int, num_partitions: int) -> list[int]:
     """The sizes of ``num_partitions`` partitions holding ``rows`` rows round-robin."""
     return [rows // num_partitions + (1 if t < rows % num_partitions else 0) for t in range(num_partitions)]

@@ -1,7 +1,8 @@
-"""Writing prepared partitions as Parquet files through the Store (runs on Spark executors).
+"""Writing prepared partitions as Parquet files through the Store.
 
 Imports only pyarrow, the Store and the dataset spec, so that shipping :class:`PartitionWriter` to an
 executor pulls in nothing heavy. Each output partition of the write job becomes exactly one file.
+:func:`write_collected` writes the same files on the driver from rows collected as Arrow (small data).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cerebro_spark.data.spec import ColumnSpec
@@ -116,3 +118,33 @@ class PartitionWriter:
         yield pa.RecordBatch.from_pydict(
             {"partition": [index], "rows": [rows], "key": [key]}, schema=RESULT_SCHEMA
         )
+
+
+def write_collected(
+    store: Store,
+    root: str,
+    table: pa.Table,
+    columns: Sequence[ColumnSpec],
+    num_train: int,
+    targets: Sequence[int],
+) -> dict[int, tuple[str, int]]:
+    """Write every output partition from ``table``, rows collected on the driver; returns
+    ``{partition: (key, rows)}`` as the write job does.
+
+    ``table`` holds the stored columns (by position), then the output partition of each row, then the
+    row's number in its split: partition ``p`` gets the rows whose partition is ``p``, in number order,
+    which is what the write job's repartition and ``sortWithinPartitions`` give. ``targets`` lists the
+    output partitions (all are written, empty ones included).
+    """
+    data = table.select(list(range(len(columns))))
+    partition, number = table.column(len(columns)), table.column(len(columns) + 1)
+    schema, group_rows = arrow_schema(columns), row_group_rows(columns)
+    written = {}
+    for index in targets:
+        mine = pc.equal(partition, index)
+        rows = data.filter(mine)
+        order = pc.sort_indices(number.filter(mine))
+        key = partition_key(root, *split_of(index, num_train))
+        written[index] = (key, write_partition(store, key, rows.take(order).to_batches(), schema, group_rows))
+    logger.info("wrote %d rows in %d partitions under %s from the driver", table.num_rows, len(targets), root)
+    return written

@@ -2,8 +2,10 @@
 
 :func:`prepare_data` checks the columns against the schema (no Spark job), runs one aggregate job
 (row counts, nulls, array lengths, split sizes), then writes ``num_partitions`` training files and as
-many validation files through the Store from the executors, and ``_metadata.json`` last. A second call
-with the same data and parameters finds that metadata and returns it without any Spark job.
+many validation files through the Store, and ``_metadata.json`` last. Small data (up to
+:data:`COLLECT_MAX_BYTES`) is collected and written by the driver, larger data by the executors (a
+shuffle, then a Python write job): the files are the same. A second call with the same data and
+parameters finds the metadata and returns it without any Spark job.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import secrets
 import time
 from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -40,6 +44,7 @@ from cerebro_spark.data._writer import (
     partition_key,
     row_group_rows,
     split_of,
+    write_collected,
     write_partition,
 )
 from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
@@ -48,6 +53,11 @@ from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
 
 logger = logging.getLogger(__name__)
+
+#: Prepared data up to this size (dense, as stored) is collected and written by the driver: one Spark job
+#: and no Python workers, instead of a shuffle and a Python write job on the executors. Environment
+#: variable ``CEREBRO_COLLECT_MAX_BYTES`` overrides it (0: always write from the executors).
+COLLECT_MAX_BYTES = 64 << 20
 
 
 def prepare_data(
@@ -81,7 +91,7 @@ def prepare_data(
         The input rows. Feature columns may be numeric, arrays of numbers, arrays of arrays of numbers
         (shape ``(a, b)``) or ``pyspark.ml.linalg`` vectors; labels may also be boolean.
     store : Store
-        Where to write; every executor must reach it.
+        Where to write; the driver and every executor must reach it.
     feature_columns, label_columns : sequence of str
         Non-empty lists of distinct column names; no column may be in both.
     num_partitions : int
@@ -121,6 +131,7 @@ def prepare_data(
     """
     started = time.perf_counter()
     num_partitions, seed = _check_params(df, store, num_partitions, seed, reuse)
+    collect_max_bytes = _collect_max_bytes()
     features, labels = check_column_lists(feature_columns, label_columns)
     weight = check_weight_column(sample_weight_column, features, labels)
     validation = normalize_validation(validation)
@@ -144,7 +155,9 @@ def prepare_data(
 
     store.delete(f"{root}/_metadata.json")  # first: a crash below must not leave a "complete" marker
     store.delete(root, recursive=True)
-    train, val = _write(base, store, root, specs, summary, num_partitions, validation is not None)
+    train, val = _write(
+        base, store, root, specs, summary, num_partitions, validation is not None, collect_max_bytes
+    )
     spec = DatasetSpec(
         fingerprint=fingerprint,
         root=root,
@@ -174,9 +187,35 @@ def _column_spec(column: SourceColumn, shape: tuple[int, ...], summary: Summary)
     return ColumnSpec(column.name, column.dtype, shape, float(stats.min_value), float(stats.max_value))
 
 
+def _row_bytes(specs: Sequence[ColumnSpec]) -> int:
+    """Bytes of one stored row, dense."""
+    return sum((4 if c.dtype == "float32" else 8) * math.prod(c.shape) for c in specs)
+
+
+def _collect_max_bytes() -> int:
+    value = os.environ.get("CEREBRO_COLLECT_MAX_BYTES")
+    if value is None:
+        return COLLECT_MAX_BYTES
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParamError(
+            "The environment variable CEREBRO_COLLECT_MAX_BYTES must be an int number of bytes (0: always "
+            f"write from the executors). Received: {value!r}."
+        ) from None
+
+
+def _collect(df: DataFrame) -> pa.Table:
+    """``df``'s rows on the driver as an Arrow table (``toArrow`` from Spark 4.0, else its private form)."""
+    to_arrow = getattr(df, "toArrow", None)
+    if to_arrow is not None:
+        return to_arrow()
+    return pa.Table.from_batches(df._collect_as_arrow())  # pyspark 3.5
+
+
 def _warn_if_large(specs: Sequence[ColumnSpec], train_rows: int, num_partitions: int) -> None:
     """Workers hold their partition in memory as dense arrays (sparse vectors too): warn when large."""
-    row_bytes = sum((4 if c.dtype == "float32" else 8) * math.prod(c.shape) for c in specs)
+    row_bytes = _row_bytes(specs)
     per_worker = row_bytes * -(-train_rows // num_partitions)
     if per_worker > 4 << 30:
         logger.warning(
@@ -246,8 +285,14 @@ def _write(
     summary: Summary,
     num_partitions: int,
     has_validation: bool,
+    collect_max_bytes: int,
 ) -> tuple[tuple[PartitionSpec, ...], tuple[PartitionSpec, ...]]:
-    """Run the write job and check what it wrote; returns the train and validation partitions."""
+    """Write the partitions and check them; returns the train and validation partitions.
+
+    Up to ``collect_max_bytes`` of stored data, the driver collects the routed rows (one Spark job, no
+    shuffle, no Python workers) and writes the files itself; above, the write job runs on the executors.
+    Both give the same files.
+    """
     total = 2 * num_partitions if has_validation else num_partitions
     if has_validation:
         train_rows = base.filter(~F.col(FLAG))
@@ -260,9 +305,22 @@ def _write(
         routed = functools.reduce(DataFrame.union, branches)
     else:
         routed = routing.route(base, summary.train_counts, num_partitions, 0, total)
-    rows = routing.repartition(routed, total, [s.name for s in specs])
-    writer = PartitionWriter(store, root, specs, num_partitions)
-    written = {r["partition"]: (r["key"], r["rows"]) for r in rows.mapInArrow(writer, RESULT_DDL).collect()}
+    names = [s.name for s in specs]
+    if _row_bytes(specs) * summary.rows <= collect_max_bytes:
+        written = write_collected(
+            store,
+            root,
+            _collect(routing.with_target(routed, total, names)),
+            specs,
+            num_partitions,
+            range(total),
+        )
+    else:
+        rows = routing.repartition(routed, total, names)
+        writer = PartitionWriter(store, root, specs, num_partitions)
+        written = {
+            r["partition"]: (r["key"], r["rows"]) for r in rows.mapInArrow(writer, RESULT_DDL).collect()
+        }
     for index in set(range(total)) - set(written):  # Spark runs empty partitions too: a safety net
         key = partition_key(root, *split_of(index, num_partitions))
         written[index] = (key, write_partition(store, key, [], arrow_schema(specs), row_group_rows(specs)))

@@ -94,10 +94,18 @@ def _ids(store, spec, split: str) -> list[int]:
     return sorted(_read_all(store, spec, split)[1][0].tolist())
 
 
+@pytest.fixture(params=["driver", "executors"])
+def write_path(request, monkeypatch):
+    """Run a test with small data collected and written by the driver, then written by the executors."""
+    if request.param == "executors":
+        monkeypatch.setenv("CEREBRO_COLLECT_MAX_BYTES", "0")
+    return request.param
+
+
 # ---- what is written ----------------------------------------------------------------------------------
 
 
-def test_scalar_feature_and_label_round_trip(frame, store):
+def test_scalar_feature_and_label_round_trip(frame, store, write_path):
     spec = _prepare(frame, store)
     assert [(c.name, c.dtype, c.shape) for c in spec.features] == [("x", "float32", ())]
     assert [(c.name, c.dtype, c.shape) for c in spec.labels] == [("id", "int64", ())]
@@ -109,7 +117,7 @@ def test_scalar_feature_and_label_round_trip(frame, store):
     np.testing.assert_array_equal(x, (np.arange(N) / 10).astype(np.float32))
 
 
-def test_arrays_nested_arrays_vectors_and_several_labels_round_trip(frame, store):
+def test_arrays_nested_arrays_vectors_and_several_labels_round_trip(frame, store, write_path):
     features = ("x", "arr", "nested", "vec", "svec", "dec")
     labels = ("y_float", "y_int", "id", "y_bool")
     spec = _prepare(frame, store, features, labels, num_partitions=2)
@@ -168,7 +176,7 @@ def test_column_names_are_taken_literally(spark, store):
 
 
 @pytest.mark.parametrize("num_partitions", [1, 3, 7])
-def test_partitions_differ_by_at_most_one_row(frame, store, num_partitions):
+def test_partitions_differ_by_at_most_one_row(frame, store, num_partitions, write_path):
     spec = _prepare(frame, store, num_partitions=num_partitions, validation=0.3, seed=5)
     for parts, total in ((spec.train, spec.train_rows), (spec.val, spec.val_rows)):
         sizes = [p.rows for p in parts]
@@ -177,6 +185,40 @@ def test_partitions_differ_by_at_most_one_row(frame, store, num_partitions):
         for i, part in enumerate(parts):  # the metadata's counts are the files' counts
             assert read_partition(store, spec, "train" if parts is spec.train else "val", i).rows == part.rows
     assert spec.train_rows + spec.val_rows == N
+
+
+@pytest.mark.parametrize("validation", [None, 0.3, "flag"])
+def test_driver_and_executors_write_the_same_files(frame, tmp_path, monkeypatch, count_jobs, validation):
+    # Small data is collected and written by the driver (one Spark job after the aggregate, no Python
+    # workers); the executors' write job must give the same rows, in the same order, in each file.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cerebro_spark.store.base import Store
+
+    stores = {path: Store.create(str(tmp_path / path)) for path in ("driver", "executors")}
+    kwargs = dict(features=("x", "arr", "nested", "svec"), labels=("id", "y_bool"), num_partitions=3,
+                  validation=validation, seed=3)  # fmt: skip
+    driver_jobs = count_jobs(lambda: _prepare(frame, stores["driver"], **kwargs))
+    monkeypatch.setenv("CEREBRO_COLLECT_MAX_BYTES", "0")
+    _prepare(frame, stores["executors"], **kwargs)
+    specs = {path: load_prepared(store, store.listdir("data")[0]) for path, store in stores.items()}
+    assert specs["driver"] == specs["executors"]
+    for part in specs["driver"].train + specs["driver"].val:
+        tables = [pq.read_table(pa.BufferReader(store.read_bytes(part.key))) for store in stores.values()]
+        assert tables[0].equals(tables[1]), part.key
+        assert tables[0].schema.equals(tables[1].schema)
+    assert driver_jobs <= 3  # the aggregate (maybe two stages' jobs) and the collect
+
+
+def test_collect_max_bytes_must_be_a_number(frame, store, monkeypatch, count_jobs):
+    monkeypatch.setenv("CEREBRO_COLLECT_MAX_BYTES", "lots")
+
+    def fails():
+        with pytest.raises(InvalidParamError, match=r"CEREBRO_COLLECT_MAX_BYTES must be .*Received: 'lots'"):
+            _prepare(frame, store)
+
+    assert count_jobs(fails) == 0
 
 
 def test_spark_round_robin_alone_would_not_balance(frame):
@@ -217,14 +259,14 @@ def test_validation_fraction_is_seeded(frame, store, tmp_path):
     assert a.params["seed"] == 11 and a.params["split_seed"] == 11
 
 
-def test_validation_by_boolean_column(frame, store):
+def test_validation_by_boolean_column(frame, store, write_path):
     spec = _prepare(frame, store, validation="flag", num_partitions=2)
     assert _ids(store, spec, "val") == [i for i in range(N) if i % 4 == 0]
     assert _ids(store, spec, "train") == [i for i in range(N) if i % 4 != 0]
     assert max(p.rows for p in spec.train) - min(p.rows for p in spec.train) <= 1
 
 
-def test_fewer_validation_rows_than_partitions_writes_empty_files(spark, store):
+def test_fewer_validation_rows_than_partitions_writes_empty_files(spark, store, write_path):
     df = spark.createDataFrame([(i, float(i), i == 3) for i in range(12)], "id long, x double, v boolean")
     spec = _prepare(df, store, validation="v", num_partitions=3)
     assert [p.rows for p in spec.val] == [1, 0, 0]
