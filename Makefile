@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[spark,tf,tune,viz,mlflow,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spark,tf,tune,viz,mlflow,s3,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +25,7 @@ PETASTORM_ENV := ci/petastorm-env.txt
 $(PSTAMP): pyproject.toml $(PETASTORM_ENV)
 	@test -x $(PBIN)/python || $(PYTHON) -m venv $(PVENV)
 	$(PBIN)/python -m pip install --quiet --upgrade pip
-	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,tune,viz,mlflow,dev]'
+	$(PBIN)/python -m pip install --quiet -c $(PETASTORM_ENV) -e '.[petastorm,tf,tune,viz,mlflow,s3,dev]'
 	@touch $(PSTAMP)
 
 install-petastorm: $(PSTAMP)
