@@ -41,7 +41,11 @@ def endpoint():
     server.start()
     url = "http://{}:{}".format(*server.get_host_and_port())
     boto3.client(
-        "s3", endpoint_url=url, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET, region_name="us-east-1"
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
     ).create_bucket(Bucket=BUCKET)
     yield url
     server.stop()
@@ -51,7 +55,9 @@ def endpoint():
 def s3_store(endpoint, request):
     from cerebro_spark import Store
 
-    return Store.create(f"s3://{BUCKET}/{request.node.name}", key=KEY_ID, secret=SECRET, endpoint_url=endpoint)
+    return Store.create(
+        f"s3://{BUCKET}/{request.node.name}", key=KEY_ID, secret=SECRET, endpoint_url=endpoint
+    )
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +157,9 @@ def test_an_interrupted_run_resumes_from_the_bucket_and_continues(spark, rows, s
     assert s3_store.read_json("runs/resumed/search.json")["status"] == "interrupted"
     resumed = grid(s3_store, SparkBackend(spark, num_workers=2), "resumed").fit(rows)
     assert resumed.get_all_model_history() == reference.get_all_model_history()  # exactly
-    units = Counter((u["model_id"], u["epoch"], u["partition"], u["kind"]) for u in journal(s3_store, "resumed"))
+    units = Counter(
+        (u["model_id"], u["epoch"], u["partition"], u["kind"]) for u in journal(s3_store, "resumed")
+    )
     assert set(units.values()) == {1} and len(units) == 2 * 2 * 4
 
     more = resumed.continue_training(models=["m0001"], epochs=1)
