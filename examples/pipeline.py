@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--master", default="local[2]", help="e.g. spark://host:7077 under spark-submit")
     parser.add_argument(
         "--out", default=None, help="folder for the Store and the saved pipeline (default: a temp dir)"
     )
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     from cerebro_spark.tune import GridSearch, hp_choice
 
     out = Path(args.out or tempfile.mkdtemp(prefix="cerebro-pipeline-"))
-    spark = SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").getOrCreate()
+    spark = SparkSession.builder.master(args.master).config("spark.ui.enabled", "false").getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     train, test = make_dataframe(spark, args.rows, seed=1), make_dataframe(spark, 200, seed=2)
 
@@ -105,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
         (r.id, r.prediction, list(r.probability))
         for r in model.transform(test).select("id", "prediction", "probability").orderBy("id").collect()
     ]
-    env = {
-        **os.environ,
+    env = {  # a process of its own: not attached to this driver's JVM (spark-submit sets PYSPARK_GATEWAY_*)
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_GATEWAY_")},
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])),
     }
     subprocess.run(

@@ -90,7 +90,9 @@ class SparkBackend(Backend):
         Number of workers (P); by default the cluster's ``defaultParallelism``. The barrier stage
         needs this many free task slots at once.
     start_timeout_s : float, default 300
-        How long :meth:`start` waits for every worker to connect.
+        How long :meth:`start` waits for every worker to connect, and, on a cluster (not a local
+        master), for executors to offer ``num_workers`` task slots: at an application's start, or
+        after an executor was lost and is being replaced.
     heartbeat_s : float, default 5
         How often each worker sends a heartbeat (see :meth:`last_seen`).
     bind_address : str, optional
@@ -280,7 +282,7 @@ class SparkBackend(Backend):
                 "SparkBackend's num_workers must be an int >= 1 (or None for the cluster's default "
                 f"parallelism). Received: num_workers={n!r}"
             )
-        slots, how = task_slots(sc)
+        slots, how = self._wait_for_slots(sc, n)
         if n > slots:
             raise BackendError(
                 f"SparkBackend needs num_workers={n} tasks running at once, but the cluster has only {slots} "
@@ -291,6 +293,23 @@ class SparkBackend(Backend):
         if others + n > slots:
             raise BackendError(_busy_message(n, others, slots, how))
         return n
+
+    def _wait_for_slots(self, sc: SparkContext, n: int) -> tuple[int, str]:
+        """The cluster's task slots, once there are ``n`` (or when ``start_timeout_s`` has passed).
+
+        On a cluster, executors register some seconds after the application starts, and an executor
+        that was lost (its JVM killed, its machine gone) is replaced some seconds later: wait for them.
+        A local master's slots are fixed: no wait.
+        """
+        slots, how = task_slots(sc)
+        if slots >= n or master(sc).startswith("local"):
+            return slots, how
+        logger.info("waiting for executors: %d of the %d task slots the workers need are up", slots, n)
+        deadline = time.monotonic() + self._start_timeout_s
+        while slots < n and time.monotonic() < deadline:
+            time.sleep(0.5)  # executors register with the driver's scheduler, which has no callback here
+            slots, how = task_slots(sc)
+        return slots, how
 
     def _bind_host(self, sc: SparkContext) -> str:
         if self._bind_address:
