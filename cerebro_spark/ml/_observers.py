@@ -26,7 +26,7 @@ class SearchObservers:
     """The callbacks of one search and what ``run_search`` needs to know about them."""
 
     callbacks: list[DriverCallback] = field(default_factory=list)
-    live_table: bool = False  # a rich table shows the search: per-epoch log lines would garble it
+    live_table: bool = False  # a table shows the search: per-epoch log lines would garble or bury it
 
     @classmethod
     def create(
@@ -53,7 +53,7 @@ class SearchObservers:
             units = workers * (2 if dataset.has_validation else 1)
             progress = ProgressCallback(SearchProgress(workers, metric, mode, algorithm.max_epochs, units))
             observers.callbacks.append(progress)
-            observers.live_table = progress.style == "rich"
+            observers.live_table = progress.style in ("rich", "notebook")
         return observers
 
     def bind(self, models: Mapping[str, ModelRecord]) -> None:

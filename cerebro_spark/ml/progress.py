@@ -1,15 +1,17 @@
 """A live view of a MOP search on the driver: per-model epochs, units, best metric, utilization, ETA.
 
 :class:`SearchProgress` is the state (pure: the caller gives the time); :class:`ProgressCallback`
-feeds it from the driver's hooks and shows it either as a ``rich`` table that updates in place (a
-terminal or a notebook, when rich is installed) or as one compact line at a bounded rate (logs of
-``spark-submit``, CI). This module writes to the terminal on purpose: it is the package's display.
+feeds it from the driver's hooks and shows it as a ``rich`` table that updates in place in a terminal,
+as an HTML table that updates in place in a notebook (Jupyter, Databricks: one display, updated), or as
+one compact line at a bounded rate (logs of ``spark-submit``, CI). This module writes to the terminal on
+purpose: it is the package's display.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -152,9 +154,11 @@ class ProgressCallback(DriverCallback):
     ----------
     progress : SearchProgress
         The state to show.
-    style : {"auto", "rich", "lines"}, default "auto"
-        ``"rich"``: a table updated in place; ``"lines"``: a line every ``interval_s``;
-        ``"auto"``: rich when it is installed and the output is a terminal or a notebook.
+    style : {"auto", "rich", "notebook", "lines"}, default "auto"
+        ``"rich"``: a table updated in place in the terminal; ``"notebook"``: an HTML table in the
+        cell's output, updated in place (IPython's display ids); ``"lines"``: a line every
+        ``interval_s``; ``"auto"``: notebook in a Jupyter kernel, rich in a terminal when it is
+        installed, else lines.
     interval_s : float, default 10.0
         The least time between two lines (``"lines"``) or two refreshes (``"rich"``: 0.5 s at most).
     file : file object, optional
@@ -170,12 +174,15 @@ class ProgressCallback(DriverCallback):
 
     def __init__(self, progress: SearchProgress, *, style: str = "auto", interval_s: float = 10.0,
                  file: IO[str] | None = None, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
-        if style not in ("auto", "rich", "lines"):
-            raise InvalidParamError(f"style must be 'auto', 'rich' or 'lines'. Received: style={style!r}")
+        if style not in ("auto", "rich", "notebook", "lines"):
+            raise InvalidParamError(
+                f"style must be 'auto', 'rich', 'notebook' or 'lines'. Received: style={style!r}"
+            )
         self.progress, self.interval_s, self.clock = progress, interval_s, clock
         self.file = file if file is not None else sys.stderr
         self._last_shown = -math.inf
         self._live: Any = None
+        self._display: Any = None  # the notebook's display handle
         self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
         self.style = _resolve_style(style, self.file)
 
@@ -195,13 +202,16 @@ class ProgressCallback(DriverCallback):
 
     def _show(self, force: bool = False) -> None:
         now = self.clock()
-        interval = min(self.interval_s, 0.5) if self.style == "rich" else self.interval_s
+        interval = min(self.interval_s, 0.5) if self.style in ("rich", "notebook") else self.interval_s
         if not force and now - self._last_shown < interval:
             return
         self._last_shown = now
         if self.style == "lines":
             self.file.write(self.progress.line(now) + "\n")
             self.file.flush()
+            return
+        if self.style == "notebook":
+            self._show_in_notebook(now)
             return
         if self._live is None:
             from rich.console import Console
@@ -211,6 +221,16 @@ class ProgressCallback(DriverCallback):
             self._live = Live(console=console, auto_refresh=False, transient=False)
             self._start_live()
         self._live.update(_rich_table(self.progress, now), refresh=True)
+
+    def _show_in_notebook(self, now: float) -> None:
+        """One output of the cell, replaced at each refresh: the table as HTML, the line as plain text."""
+        from IPython.display import display
+
+        bundle = {"text/html": _html_table(self.progress, now), "text/plain": self.progress.line(now)}
+        if self._display is None:
+            self._display = display(bundle, raw=True, display_id=True)
+        else:
+            self._display.update(bundle, raw=True)
 
     def _start_live(self) -> None:
         """Start the live table; log handlers writing to the terminal go through it meanwhile (rich
@@ -237,12 +257,40 @@ class ProgressCallback(DriverCallback):
 def _resolve_style(style: str, file: IO[str]) -> str:
     if style != "auto":
         return style
+    if in_notebook():
+        return "notebook"
     try:
         from rich.console import Console
     except ImportError:
         return "lines"
-    console = Console(file=file)
-    return "rich" if console.is_terminal or console.is_jupyter else "lines"
+    return "rich" if Console(file=file).is_terminal else "lines"
+
+
+def in_notebook() -> bool:
+    """Whether this process is a notebook's kernel (Jupyter, JupyterLab, VS Code, Databricks)."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    if shell is None:
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell" or "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _html_table(progress: SearchProgress, now: float) -> str:
+    """The live table as self-contained HTML (inline styles), through rich's HTML export."""
+    import io
+
+    try:
+        from rich.console import Console
+    except ImportError:  # rich is in the viz extra: without it, the line
+        import html
+
+        return f"<pre>{html.escape(progress.line(now))}</pre>"
+    console = Console(  # not rich's own Jupyter output: the HTML goes into this module's one display
+        record=True, file=io.StringIO(), width=110, color_system="truecolor", force_jupyter=False
+    )
+    console.print(_rich_table(progress, now))
+    return console.export_html(
+        inline_styles=True, code_format='<pre style="font-family:monospace">{code}</pre>'
+    )
 
 
 def _rich_table(progress: SearchProgress, now: float, max_rows: int = 20) -> Any:

@@ -95,6 +95,40 @@ def test_verbose_zero_shows_nothing(store, verbose):
 
 def test_a_bad_style_is_named():
     with pytest.raises(
-        InvalidParamError, match="style must be 'auto', 'rich' or 'lines'. Received: style='tqdm'"
+        InvalidParamError, match="style must be 'auto', 'rich', 'notebook' or 'lines'. Received: style='tqdm'"
     ):
         ProgressCallback(SearchProgress(2, "loss", "min", lambda m: 1, 2), style="tqdm")
+
+
+def test_notebook_style_updates_one_html_display(store, monkeypatch):
+    # A notebook gets one output, replaced in place: HTML (the table) with a plain-text line beside it,
+    # never terminal escape codes. IPython's display functions are the kernel's: recorded here.
+    pytest.importorskip("rich")
+    display_module = pytest.importorskip("IPython.display")
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw):
+            shown.append(("update", bundle))
+
+    def display(bundle, raw, display_id):
+        assert raw and display_id is True
+        shown.append(("display", bundle))
+        return Handle()
+
+    monkeypatch.setattr(display_module, "display", display)
+    result, text = run_with_progress(store, style="notebook")
+    assert text == ""  # nothing written to the stream
+    assert [kind for kind, _ in shown].count("display") == 1 and len(shown) > 2
+    final = shown[-1][1]
+    assert "units 16/16" in final["text/plain"]
+    assert all(model_id in final["text/html"] for model_id in result.models)
+    assert "<table" in final["text/html"] or "<pre" in final["text/html"]
+    assert all("\x1b[" not in bundle["text/html"] for _, bundle in shown)
+
+
+def test_auto_style_is_notebook_in_a_kernel_only():
+    from cerebro_spark.ml import progress
+
+    assert not progress.in_notebook()  # pytest is no kernel
+    assert progress._resolve_style("auto", io.StringIO()) == "lines"  # a file is not a terminal
