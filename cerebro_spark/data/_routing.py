@@ -91,10 +91,15 @@ def route(rows: DataFrame, counts: dict[int, int], num_partitions: int, first: i
 def with_target(routed: DataFrame, total: int, columns: Sequence[str]) -> DataFrame:
     """``routed`` as :func:`repartition` gives it, without the shuffle: the columns ``c0, c1...``, then each
     row's output partition (from its :data:`KEY`) and its :data:`INDEX`, for a driver that collects them."""
-    keys = F.array(*[F.lit(k).cast("int") for k in partition_keys(total)])
-    target = (F.array_position(keys, F.col(KEY)) - 1).cast("int").alias("target")
+    pairs = [F.lit(part) for key, target in _targets(total) for part in (key, target)]
+    target = F.element_at(F.create_map(*pairs), F.col(KEY)).cast("int").alias("target")
     renamed = [col(name).alias(f"c{i}") for i, name in enumerate(columns)]
     return routed.select(*renamed, target, F.col(INDEX))
+
+
+def _targets(total: int) -> list[tuple[int, int]]:
+    """``(key, partition)`` pairs: the inverse of :func:`partition_keys`."""
+    return [(key, target) for target, key in enumerate(partition_keys(total))]
 
 
 def expected_sizes(rows: int, num_partitions: int) -> list[int]:

@@ -319,7 +319,9 @@ def _prepare_directory(
 
 def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None) -> KerasEstimator:
     from cerebro_spark.ml.estimator import KerasEstimator
+    from cerebro_spark.training.tf_import import import_tensorflow
 
+    import_tensorflow()  # before the user's function imports Keras: without TensorFlow's start-up lines
     if seed is not None:  # reproducible initial weights, independent of the other models
         import keras
 

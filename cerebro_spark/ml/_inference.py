@@ -361,7 +361,9 @@ def _limit_threads() -> None:
     if context is None:  # not in a Spark task: leave TensorFlow's defaults
         return
     cpus = int(context.cpus())
-    import tensorflow as tf
+    from cerebro_spark.training.tf_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(cpus)

@@ -19,6 +19,7 @@ import itertools
 import math
 import numbers
 import random
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,15 @@ class LogUniform(_Interval):
     def __post_init__(self) -> None:
         _Interval.__post_init__(self)
         _check_log_bounds(self)
+        if all(isinstance(v, numbers.Integral) for v in (self.low, self.high)) and self.high <= 10:
+            warnings.warn(
+                f"hp_loguniform({self.low}, {self.high}) draws values from {self.low} to {self.high}. Its bounds "
+                "are values, not exponents: upstream Cerebro's and hyperopt's took exponents. For "
+                f"10**{self.low} to 10**{self.high} write hp_loguniform({10**self.low:g}, {10**self.high:g}); "
+                "write float bounds to silence this warning.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def sample(self, rng: np.random.Generator, size: int) -> list[Any]:
         draws = np.exp(rng.uniform(math.log(self.low), math.log(self.high), size=size))

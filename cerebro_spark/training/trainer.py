@@ -26,6 +26,7 @@ from cerebro_spark.training import keras_io
 from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
 from cerebro_spark.training.steps import StepFunctions
+from cerebro_spark.training.tf_import import import_tensorflow
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +44,9 @@ def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = Fal
     Runs once per worker before any other task. In a process where TensorFlow already ran (the
     in-process LocalBackend), thread limits can no longer change: that is logged, not an error.
     """
-    # TensorFlow's C++ logs (e.g. tf.data's harmless "NodeDef mentions attribute" lines) would flood the
-    # executors' stderr; errors still surface as Python exceptions. Set TF_CPP_MIN_LOG_LEVEL=0 to see them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    # TensorFlow's C++ logs (its start-up lines, tf.data's harmless "NodeDef mentions attribute" lines) would
+    # flood the executors' stderr; errors still surface as Python exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows them.
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(ctx.cores)

@@ -8,8 +8,9 @@ The sequence length is a property of the data (42 or 54 windows of 10 s per row)
 its own DataFrame and its own GridSearch over the 8 other configurations, on the same subjects, the
 same held-out validation subjects and the same Store; the two leaderboards are merged.
 
-``--tiny`` (what ``make example`` runs) writes synthetic files for 8 subjects x 3 hours, scales the
-amplification down to a {1/8, 1/4} and trains 3 epochs on ``local[2]``: a few minutes on 2 cores.
+``--tiny`` (what ``make example`` runs) writes synthetic files for 8 subjects x 1.5 hours, scales the
+amplification down to a {1/16, 1/8} and trains 2 epochs on ``local[2]``: about two minutes on 2 cores.
+Each search writes its HTML report (leaderboard, learning curves, schedule) into the Store.
 Without ``--tiny``, point ``--data`` at DeepPostures pre-processed files (``<subject>/<YYYY-MM-DD>.h5``)
 on a folder every executor can reach; see ``examples/deep_postures/README.md`` for spark-submit.
 """
@@ -32,7 +33,7 @@ from deep_postures.loader import list_day_files, load_sequences, windows_for  # 
 from deep_postures.model import estimator_gen_fn  # noqa: E402
 
 SETTINGS = {
-    "tiny": {"amps": [0.125, 0.25], "epochs": 3, "batch_size": 8, "subjects": 8, "days": 1, "hours": 3.0},
+    "tiny": {"amps": [0.0625, 0.125], "epochs": 2, "batch_size": 8, "subjects": 8, "days": 1, "hours": 1.5},
     "full": {"amps": [2.0, 4.0], "epochs": 10, "batch_size": 32, "subjects": 32, "days": 2, "hours": 14.0},
 }
 COLUMNS = ["param_minutes", "model_id", "param_amp", "param_lr", "param_l2", "best_epoch", "val_accuracy",
@@ -129,6 +130,14 @@ def search_one_length(spark, args: argparse.Namespace, root: str, val_subjects: 
     return result.leaderboard(), result, stats
 
 
+def write_report(result: Any, store: str) -> str:
+    """The search's HTML report, beside its run in a local Store (for a remote Store, here)."""
+    local = store.removeprefix("file://")
+    if "://" in local:  # the report is a local file
+        return str(result.report(str(Path.cwd() / f"report-{result.run_id}.html")))
+    return str(result.report(str(Path(local) / "runs" / result.run_id / "report.html")))
+
+
 def run_selection(spark, args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
     """Both searches; returns the merged leaderboard (best first) and one summary dict per search."""
     import pandas as pd
@@ -144,6 +153,7 @@ def run_selection(spark, args: argparse.Namespace) -> tuple[Any, list[dict[str, 
             "minutes": minutes, "root": root, "val_subjects": val_subjects,
             "train_sequences": stats.get(False, (0,))[0], "val_sequences": stats.get(True, (0,))[0],
             "val_majority": max(val_not_sitting, 1 - val_not_sitting), "result": result,
+            "report": write_report(result, args.store),
         })  # fmt: skip
     merged = pd.concat(boards, ignore_index=True)
     merged = merged.sort_values("val_accuracy", ascending=False, kind="stable").reset_index(drop=True)
@@ -157,7 +167,6 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the loader's tasks need h5py
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("cerebro_spark").setLevel(logging.INFO)
 
     from pyspark.sql import SparkSession
 
@@ -174,11 +183,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         for r in runs:
             run = r["result"].result
+            run_dir = f"{args.store}/runs/{r['result'].run_id}"
             print(
                 f"{r['minutes']:g} min ({windows_for(r['minutes'])} windows): {r['train_sequences']} training and "
                 f"{r['val_sequences']} validation sequences, validation majority class {r['val_majority']:.3f}; "
-                f"search {run.wall_seconds:.0f}s, utilization {run.utilization():.2f}; "
-                f"run {args.store}/runs/{r['result'].run_id}/"
+                f"search {run.wall_seconds:.0f}s, utilization {run.utilization():.2f}\n"
+                f"  run {run_dir}/ (search.json, journal.jsonl, models/)\n"
+                f"  report {r['report']}\n"
+                f"  TensorBoard: tensorboard --logdir {run_dir}/models"
             )
         print(f"\nLeaderboard of {len(merged)} configurations (best validation accuracy first):")
         print(

@@ -299,3 +299,18 @@ def test_describe_space_is_json():
     assert described["bs"] == {"type": "quniform", "low": 16, "high": 64, "q": 16}
     assert described["act"]["options"][0] == "relu" and "len" in described["act"]["options"][1]
     json.dumps(described)
+
+
+def test_loguniform_warns_where_bounds_look_like_upstream_exponents():
+    with pytest.warns(
+        UserWarning,
+        match=r"hp_loguniform\(1, 3\) draws values from 1 to 3.*exponents.*hp_loguniform\(10, 1000\)",
+    ):
+        hp_loguniform(1, 3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hp_loguniform(1.0, 3.0)  # floats: values meant
+        hp_loguniform(16, 512)  # beyond 10: not exponents
+        hp_loguniform(1e-4, 1e-1)
