@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install example quickstart test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean \
-	install-petastorm test-petastorm test-spark35
+	install-petastorm test-petastorm test-spark35 test-wheel
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,17 @@ bench-quick: install
 	$(BIN)/python benchmarks/bench_scheduler_sim.py --quick --out /tmp/cerebro-bench-scheduler_sim.md
 	$(BIN)/python benchmarks/bench_hop_overhead.py --quick --out /tmp/cerebro-bench-hop_overhead.md
 	$(BIN)/python benchmarks/bench_prepare.py --quick --out /tmp/cerebro-bench-prepare.md
+
+## The package as users get it: a wheel built from this tree, installed with its spark and tf extras into a
+## fresh virtual environment in a temporary folder, running the quickstart from there (no checkout on sys.path).
+test-wheel: install
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir "$$dir" . ; \
+	$(PYTHON) -m venv "$$dir/venv"; \
+	"$$dir/venv/bin/python" -m pip install --quiet "$$(ls "$$dir"/cerebro_spark-*.whl)[spark,tf]"; \
+	cp examples/quickstart.py examples/synthetic.py "$$dir"; \
+	cd "$$dir" && venv/bin/python -c "import cerebro_spark, sys; assert cerebro_spark.__file__.startswith(sys.prefix), cerebro_spark.__file__"; \
+	venv/bin/python quickstart.py --rows 4000 --epochs 1 --store "$$dir/store"
 
 lint: install
 	$(BIN)/ruff check cerebro_spark tests examples benchmarks

@@ -4,11 +4,13 @@ TensorFlow 2.19 and later write lines such as ``oneDNN custom operations are on.
 messages before absl::InitializeLog() is called are written to STDERR`` straight to the process's standard
 error (file descriptor 2) while it is imported, before ``TF_CPP_MIN_LOG_LEVEL`` applies, once in the
 driver and once in every Spark Python worker. :func:`import_tensorflow` captures descriptor 2 during the
-import and writes back every line but those: an error TensorFlow reports still reaches the console.
+import and writes back every line but those: an error TensorFlow reports still reaches the console. It
+also keeps TensorFlow's retracing warning about this package's own step functions out of the logs.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -21,12 +23,29 @@ START_UP_NOISE = (
 )
 
 
+class _OwnTracesFilter(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning about this package's step functions.
+
+    :class:`~cerebro_spark.training.steps.StepFunctions` traces one function per model structure and
+    batch signature, on purpose (each with an input signature, so each traces once); TensorFlow counts
+    them together, as they share their code, and warns as if one function kept retracing. Its warnings
+    about other functions pass.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("triggered tf.function retracing" in message and "StepFunctions._trace" in message)
+
+
 def import_tensorflow() -> ModuleType:
     """``import tensorflow``, its start-up lines filtered out (a no-op when it is already imported).
 
     Sets ``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment says otherwise (TensorFlow's later C++ log
     lines, such as tf.data's harmless ``NodeDef mentions attribute``: set it to 0 to see them).
     """
+    tf_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _OwnTracesFilter) for f in tf_logger.filters):
+        tf_logger.addFilter(_OwnTracesFilter())
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -8,8 +8,8 @@ The sequence length is a property of the data (42 or 54 windows of 10 s per row)
 its own DataFrame and its own GridSearch over the 8 other configurations, on the same subjects, the
 same held-out validation subjects and the same Store; the two leaderboards are merged.
 
-``--tiny`` (what ``make example`` runs) writes synthetic files for 8 subjects x 1.5 hours, scales the
-amplification down to a {1/16, 1/8} and trains 2 epochs on ``local[2]``: about two minutes on 2 cores.
+``--tiny`` (what ``make example`` runs) writes synthetic files for 8 subjects x 3 hours, scales the
+amplification down to a {1/16, 1/8} and trains 3 epochs on ``local[2]``: about a minute on 2 cores.
 Each search writes its HTML report (leaderboard, learning curves, schedule) into the Store.
 Without ``--tiny``, point ``--data`` at DeepPostures pre-processed files (``<subject>/<YYYY-MM-DD>.h5``)
 on a folder every executor can reach; see ``examples/deep_postures/README.md`` for spark-submit.
@@ -33,7 +33,7 @@ from deep_postures.loader import list_day_files, load_sequences, windows_for  # 
 from deep_postures.model import estimator_gen_fn  # noqa: E402
 
 SETTINGS = {
-    "tiny": {"amps": [0.0625, 0.125], "epochs": 2, "batch_size": 8, "subjects": 8, "days": 1, "hours": 1.5},
+    "tiny": {"amps": [0.0625, 0.125], "epochs": 3, "batch_size": 8, "subjects": 8, "days": 1, "hours": 3.0},
     "full": {"amps": [2.0, 4.0], "epochs": 10, "batch_size": 32, "subjects": 32, "days": 2, "hours": 14.0},
 }
 COLUMNS = ["param_minutes", "model_id", "param_amp", "param_lr", "param_l2", "best_epoch", "val_accuracy",
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--val-fraction", type=float, default=0.25, help="share of subjects held out")
     parser.add_argument("--minutes", type=float, nargs="+", default=[7.0, 9.0], help="sequence lengths")
     parser.add_argument(
-        "--amps", type=float, nargs="+", help="amplification factors a (tiny 1/8 1/4, full 2 4)"
+        "--amps", type=float, nargs="+", help="amplification factors a (tiny 1/16 1/8, full 2 4)"
     )
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 1e-4])
     parser.add_argument("--l2s", type=float, nargs="+", default=[1e-3, 1e-4])
@@ -174,7 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     builder = SparkSession.builder.appName("cerebro-spark-deep-postures")
     if args.master:
         builder = builder.master(args.master)
-    spark = builder.config("spark.ui.showConsoleProgress", "false").getOrCreate()
+    log4j = HERE.parent / "log4j2.properties"  # Spark's JVM logs errors only
+    spark = (
+        builder.config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log4j.as_uri()}")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
     try:
         merged, runs = run_selection(spark, args)

@@ -40,3 +40,20 @@ def test_only_the_start_up_lines_are_dropped(tmp_path):
 def test_the_real_import_is_quiet():
     done = run(IMPORT + "; import keras", [])
     assert not any(noise in done.stderr for noise in START_UP_NOISE), done.stderr
+
+
+def test_the_retracing_warning_about_our_own_step_functions_is_dropped():
+    import logging
+
+    from cerebro_spark.training.tf_import import _OwnTracesFilter
+
+    def record(message):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    keep = _OwnTracesFilter().filter
+    assert not keep(record("5 out of the last 17 calls to <function StepFunctions._trace.<locals>.one_step at "
+                           "0x7f> triggered tf.function retracing. Tracing is expensive"))  # fmt: skip
+    assert keep(
+        record("5 out of the last 5 calls to <function user_fn at 0x7f> triggered tf.function retracing.")
+    )
+    assert keep(record("something else about StepFunctions._trace"))
