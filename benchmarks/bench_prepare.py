@@ -7,14 +7,16 @@ values and a long ``label``, built with Spark's own random functions), in the sa
 - **prepare**: :func:`cerebro_spark.data.prepare.prepare_data`, the entry point ``fit`` calls, with
   ``fit``'s arguments (``num_partitions`` = ``--workers``, validation 0.2, a seed, ``reuse=False`` so
   it really writes): one aggregate job (row counts per input partition and split, nulls, array
-  lengths), then one write job whose first stage routes every row to its target partition (the
-  balancing shuffle) and whose second stage writes the 2P Parquet files through the Store.
+  lengths), then the files: up to ``COLLECT_MAX_BYTES`` of data (64 MiB, every size here by default)
+  the driver collects the routed rows in one job and writes the 2P Parquet files itself;
+- **prepare, executors' write**: the same with ``CEREBRO_COLLECT_MAX_BYTES=0``, the path of larger data:
+  a write job whose first stage routes every row to its target partition (the balancing shuffle) and
+  whose second stage writes the files through the Store from the executors.
 
-Where the extra time goes: ``summarize`` (the aggregate job) and ``_write`` (the shuffle + write
-job) are timed by wrapping the module's own functions for the run; the write job's two stages are
-split with the Spark UI's REST API (the shuffle-map stage's and the result stage's executor run
-time) when the UI is up. Also reported: the bytes each approach wrote. Prints a table and writes
-``benchmarks/results/prepare.md`` and ``prepare.png``.
+Where the time goes: ``summarize`` (the aggregate job) and ``_write`` are timed by wrapping the module's
+own functions for the run; the executors' write job's two stages are split with the Spark UI's REST API
+(the shuffle-map stage's and the result stage's executor run time) when the UI is up. Also reported: the
+bytes each approach wrote. Prints a table and writes ``benchmarks/results/prepare.md`` and ``prepare.png``.
 
 Usage: ``python benchmarks/bench_prepare.py [--rows 20000 100000 500000] [--workers 2] [--quick]``.
 """
@@ -108,29 +110,40 @@ def measure(spark, rows: int, args, work: str) -> dict[str, float]:
 
         return wrapper
 
+    def run(store_dir: str, group: str) -> tuple[float, object]:
+        sc.setJobGroup(group, "cerebro_spark preparation")
+        t0 = time.perf_counter()
+        spec = prepare.prepare_data(
+            df, Store.create(store_dir), feature_columns=["features"], label_columns=["label"],
+            num_partitions=args.workers, validation=0.2, seed=args.seed, reuse=False,
+        )  # fmt: skip
+        return time.perf_counter() - t0, spec
+
     store_dir = os.path.join(work, f"store-{rows}")
-    store = Store.create(store_dir)
-    group = f"prepare-{rows}"
-    sc.setJobGroup(group, "cerebro_spark preparation")
     for name in originals:
         setattr(prepare, name, timed(name))
     try:
-        t0 = time.perf_counter()
-        spec = prepare.prepare_data(
-            df, store, feature_columns=["features"], label_columns=["label"],
-            num_partitions=args.workers, validation=0.2, seed=args.seed, reuse=False,
-        )  # fmt: skip
-        prepare_s = time.perf_counter() - t0
+        prepare_s, spec = run(store_dir, f"prepare-{rows}")
     finally:
         for name, fn in originals.items():
             setattr(prepare, name, fn)
+    previous = os.environ.get("CEREBRO_COLLECT_MAX_BYTES")
+    os.environ["CEREBRO_COLLECT_MAX_BYTES"] = "0"  # the executors' write job, as for data above the limit
+    try:
+        executors_s, _ = run(os.path.join(work, f"store-exec-{rows}"), f"prepare-exec-{rows}")
+    finally:
+        if previous is None:
+            del os.environ["CEREBRO_COLLECT_MAX_BYTES"]
+        else:
+            os.environ["CEREBRO_COLLECT_MAX_BYTES"] = previous
     sc.setJobGroup("bench-idle", "between measurements")
-    stages = stage_times(spark, group)
+    stages = stage_times(spark, f"prepare-exec-{rows}")
     df.unpersist()
     return {
         "rows": rows,
         "plain_s": plain_s,
         "prepare_s": prepare_s,
+        "executors_s": executors_s,
         "aggregate_s": phases.get("summarize", float("nan")),
         "write_job_s": phases.get("_write", float("nan")),
         "shuffle_run_s": stages.get("shuffle-map", float("nan")),
@@ -146,21 +159,24 @@ def table(results: list[dict], args) -> str:
         f"# Data preparation vs plain df.write.parquet ({args.master}, {args.workers} partitions + "
         f"{args.workers} validation, validation 0.2, {FEATURES} float features + label)",
         "",
-        "prepare = `prepare_data` as `fit` calls it; aggregate = its summary job; write job = the balancing "
-        "shuffle + the Parquet write (wall); shuffle-map / result = that job's two stages' executor run time "
-        "(summed over tasks, from the Spark UI's REST API).",
+        "prepare = `prepare_data` as `fit` calls it (every size here is below the 64 MiB under which the driver "
+        "collects the rows and writes the files); aggregate = its summary job; write = the collect and the files "
+        "(wall). executors' write = the same preparation with `CEREBRO_COLLECT_MAX_BYTES=0` (a balancing shuffle "
+        "and a Python write job on the executors, the path of larger data); shuffle-map / result = that job's two "
+        "stages' executor run time (summed over tasks, from the Spark UI's REST API).",
         "",
-        "| rows | plain write (s) | prepare (s) | prepare / plain | aggregate job (s) | write job (s) | other (s) "
-        "| shuffle-map stage run (s) | result stage run (s) | plain MB | prepared MB | rows per file |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rows | plain write (s) | prepare (s) | prepare / plain | aggregate job (s) | write (s) | other (s) "
+        "| prepare, executors' write (s) | its shuffle-map stage run (s) | its result stage run (s) | plain MB "
+        "| prepared MB | rows per file |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         other = r["prepare_s"] - r["aggregate_s"] - r["write_job_s"]
         lines.append(
             f"| {r['rows']:,} | {r['plain_s']:.2f} | {r['prepare_s']:.2f} | {r['prepare_s'] / r['plain_s']:.2f} | "
-            f"{r['aggregate_s']:.2f} | {r['write_job_s']:.2f} | {other:.2f} | {r['shuffle_run_s']:.2f} | "
-            f"{r['write_run_s']:.2f} | {r['plain_bytes'] / 1e6:.2f} | {r['prepared_bytes'] / 1e6:.2f} | "
-            f"{r['partitions']} |"
+            f"{r['aggregate_s']:.2f} | {r['write_job_s']:.2f} | {other:.2f} | {r['executors_s']:.2f} | "
+            f"{r['shuffle_run_s']:.2f} | {r['write_run_s']:.2f} | {r['plain_bytes'] / 1e6:.2f} | "
+            f"{r['prepared_bytes'] / 1e6:.2f} | {r['partitions']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -174,16 +190,19 @@ def plot(results: list[dict], path: Path) -> None:
     labels = [f"{r['rows']:,}" for r in results]
     x = range(len(results))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.bar([i - 0.2 for i in x], [r["plain_s"] for r in results], width=0.4, label="plain df.write.parquet")
+    w = 0.27
+    ax.bar([i - w for i in x], [r["plain_s"] for r in results], width=w, label="plain df.write.parquet")
     agg = [r["aggregate_s"] for r in results]
     write = [r["write_job_s"] for r in results]
-    other = [r["prepare_s"] - a - w for r, a, w in zip(results, agg, write, strict=True)]
-    xs = [i + 0.2 for i in x]
-    ax.bar(xs, agg, width=0.4, label="prepare: aggregate job")
-    ax.bar(xs, write, width=0.4, bottom=agg, label="prepare: shuffle + write job")
+    other = [r["prepare_s"] - a - w_ for r, a, w_ in zip(results, agg, write, strict=True)]
+    xs = list(x)
+    ax.bar(xs, agg, width=w, label="prepare: aggregate job")
+    ax.bar(xs, write, width=w, bottom=agg, label="prepare: collect + write (driver)")
     ax.bar(
-        xs, other, width=0.4, bottom=[a + w for a, w in zip(agg, write, strict=True)], label="prepare: other"
+        xs, other, width=w, bottom=[a + b for a, b in zip(agg, write, strict=True)], label="prepare: other"
     )
+    ax.bar([i + w for i in x], [r["executors_s"] for r in results], width=w,
+           label="prepare with the executors' write job")  # fmt: skip
     ax.set_xticks(list(x), labels)
     ax.set_xlabel("rows")
     ax.set_ylabel("wall time (s)")

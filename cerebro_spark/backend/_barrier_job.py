@@ -41,12 +41,15 @@ class JobEnded:
 def run_worker(
     address: tuple[str, int], secret: bytes, num_workers: int, heartbeat_s: float, _rows: Iterable[int]
 ) -> Iterator[int]:
-    """The barrier task: serve the driver as worker ``partitionId()`` (runs on an executor)."""
+    """The barrier task: serve the driver as worker ``partitionId()`` (runs on an executor), with the
+    task's cores and the GPUs Spark assigned to it."""
     from pyspark import BarrierTaskContext
 
     ctx = BarrierTaskContext.get()
     worker_id = ctx.partitionId()
-    _executor_loop.serve(address, secret, worker_id, num_workers, max(1, int(ctx.cpus())), heartbeat_s)
+    gpu = ctx.resources().get("gpu")
+    gpus = tuple(gpu.addresses) if gpu is not None else ()
+    _executor_loop.serve(address, secret, worker_id, num_workers, max(1, int(ctx.cpus())), heartbeat_s, gpus)
     return iter([worker_id])
 
 

@@ -43,6 +43,7 @@ def serve(
     num_workers: int,
     cores: int,
     heartbeat_s: float = 5.0,
+    gpus: tuple[str, ...] = (),
 ) -> None:
     """Serve the driver at ``driver_address`` as worker ``worker_id`` until it says Shutdown.
 
@@ -64,7 +65,9 @@ def serve(
         channel.send(Hello(worker_id, os.getpid(), socket.gethostname(), cores))
         logger.info("worker %d connected to the driver at %s:%d", worker_id, *driver_address)
         beat.start()
-        _serve_requests(channel, WorkerContext(worker_id, num_workers, cores, cache=_PROCESS_CACHE))
+        _serve_requests(
+            channel, WorkerContext(worker_id, num_workers, cores, cache=_PROCESS_CACHE, gpus=gpus)
+        )
     finally:
         stop.set()
         channel.close()

@@ -62,6 +62,9 @@ class WorkerContext:
     num_workers: int
     cores: int = 1
     cache: dict[str, Any] = field(default_factory=dict)
+    #: The GPUs Spark assigned to this worker's task (``TaskContext.resources()["gpu"].addresses``, with
+    #: ``spark.task.resource.gpu.amount``); empty without GPU scheduling (LocalBackend, CPU clusters).
+    gpus: tuple[str, ...] = ()
 
 
 DEFAULT_MAX_RESTARTS = 3

@@ -370,6 +370,7 @@ class MopDriver:
             models=self.models,
             best_model_id=self.book.best_model_id(),
             worker_losses=self.worker_losses,
+            workers=self.workers.setups,
         )
 
 

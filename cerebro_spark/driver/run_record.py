@@ -149,9 +149,11 @@ class RunRecorder:
         models: Mapping[str, ModelRecord],
         best_model_id: str | None,
         worker_losses: list[dict[str, Any]],
+        workers: Mapping[int, dict[str, Any]] | None = None,
     ) -> None:
         """Write the run record (``search.json``): ``status`` is running, completed, failed or
-        interrupted; ``wall_before`` the search time of the sessions before a resume."""
+        interrupted; ``wall_before`` the search time of the sessions before a resume; ``workers`` what
+        each worker's set-up reported (pid, TensorFlow, device: ``CPU`` or ``GPU <addresses>``)."""
         header = self.header()
         record = {
             "run_id": self.run_id,
@@ -167,6 +169,7 @@ class RunRecorder:
             "updated_at": time.time(),
             "best_model_id": best_model_id,
             "worker_losses": worker_losses,
+            "workers": [dict(setup) for _, setup in sorted((workers or {}).items())],
             "models": {model_id: model_entry(model) for model_id, model in models.items()},
         }
         self.store.write_json(layout.run_record_key(self.run_id), record)

@@ -88,6 +88,8 @@ class Workers:
         self._refused: list[TaskResult] = []
         self._longest_s = 0.0  # the longest unit so far, submission to result
         self._task_ids = 0
+        #: What each worker's set-up task returned (pid, threads, TensorFlow, device), by worker id.
+        self.setups: dict[int, dict[str, Any]] = {}
 
     # ---- units in flight -------------------------------------------------------------------------
 
@@ -206,7 +208,10 @@ class Workers:
                     worker_id=result.worker_id,
                     remote_traceback=result.traceback,
                 )
-            logger.debug("worker %d ready: %s", result.worker_id, result.value)
+            self.setups[result.worker_id] = dict(result.value) if isinstance(result.value, dict) else {}
+            logger.info(
+                "worker %d set up: %s", result.worker_id, _describe_setup(self.setups[result.worker_id])
+            )
 
     def _on_lost(self, lost: WorkerLostError, put_back: PutBack) -> None:
         """Put back every unit in flight (a lost barrier stage loses them all), naming the culprit if
@@ -248,3 +253,13 @@ class Workers:
     def _new_task_id(self) -> int:
         self._task_ids += 1
         return self._task_ids
+
+
+def _describe_setup(setup: dict[str, Any]) -> str:
+    """One line for the log: ``pid 123, TensorFlow 2.21.0 on CPU, 1 thread(s)``."""
+    parts = [f"pid {setup['pid']}"] if "pid" in setup else []
+    if "tensorflow" in setup:
+        parts.append(f"TensorFlow {setup['tensorflow']} on {setup.get('device', '?')}")
+    if "intra_op_threads" in setup:
+        parts.append(f"{setup['intra_op_threads']} thread(s)")
+    return ", ".join(parts) or repr(setup)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections import OrderedDict
 from typing import Any
@@ -39,11 +40,19 @@ INLINE_STATE_MAX_BYTES = int(os.environ.get("CEREBRO_INLINE_STATE_MAX_BYTES", st
 
 
 def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> dict[str, Any]:
-    """Limit TensorFlow to the task's cores and, if asked, make its ops deterministic.
+    """Limit TensorFlow to the task's cores and GPUs and, if asked, make its ops deterministic.
 
-    Runs once per worker before any other task. In a process where TensorFlow already ran (the
-    in-process LocalBackend), thread limits can no longer change: that is logged, not an error.
+    Runs once per worker before any other task. With GPUs assigned by Spark (``ctx.gpus``), TensorFlow
+    sees only those (``CUDA_VISIBLE_DEVICES``) and grows its memory on them as needed. In a process where
+    TensorFlow already ran (the in-process LocalBackend, a reused Python worker), thread limits and
+    visible devices can no longer change: that is logged, not an error. Returns what the driver logs
+    and records in the run record (``workers``): pid, threads, TensorFlow's version, the device.
     """
+    gpus = tuple(getattr(ctx, "gpus", ()))
+    if gpus and "tensorflow" not in sys.modules:  # TensorFlow numbers the GPUs it sees from 0
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    elif gpus:
+        logger.debug("worker %d: TensorFlow already imported; its visible GPUs unchanged", ctx.worker_id)
     # TensorFlow's C++ logs (its start-up lines, tf.data's harmless "NodeDef mentions attribute" lines) would
     # flood the executors' stderr; errors still surface as Python exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows them.
     tf = import_tensorflow()
@@ -60,11 +69,33 @@ def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = Fal
 
         keras.utils.set_random_seed(seed)
     return {
+        "worker_id": ctx.worker_id,
         "pid": os.getpid(),
         "cores": ctx.cores,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "tensorflow": tf.__version__,
+        "assigned_gpus": list(gpus),
+        "device": _use_gpus(tf, ctx.worker_id, gpus),
     }
+
+
+def _use_gpus(tf: Any, worker_id: int, assigned: tuple[str, ...]) -> str:
+    """Let TensorFlow grow its memory on the GPUs it sees (rather than take all of it at once: a GPU may
+    hold other processes); returns the device this worker trains on, as a short text."""
+    visible = tf.config.list_physical_devices("GPU")
+    for gpu in visible:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # TensorFlow already initialised this GPU
+            logger.debug("worker %d: memory growth unchanged on %s", worker_id, gpu.name)
+    if assigned and not visible:
+        logger.warning(
+            "worker %d: Spark assigned GPU %s but TensorFlow sees no GPU (a CPU-only TensorFlow? the gpu extra "
+            "installs TensorFlow with CUDA): training on the CPU", worker_id, ",".join(assigned),
+        )  # fmt: skip
+    if not visible:
+        return "CPU"
+    return "GPU " + ",".join(assigned) if assigned else f"{len(visible)} GPU(s), none assigned by Spark"
 
 
 def train_sub_epoch(
