@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -133,28 +130,11 @@ def test_keras_estimator_fit_and_transform(spark, store):
 
 
 def test_grid_on_local_cluster(tmp_path):
-    """The same workload on two real executor JVMs (a separate process: one SparkContext per process).
-
-    PYSPARK_PYTHON is left unset: on local masters the package runs Spark's Python workers with the
-    driver's interpreter itself (the system ``python3`` would lack TensorFlow and pyarrow).
-    """
-    import pyspark
+    """The same workload on two real executor JVMs (a separate process: one SparkContext per process)."""
+    from local_cluster import run_quickstart
 
     store = tmp_path / "store"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    work = Path(pyspark.__file__).parent / "work"
-    existing = set(work.iterdir()) if work.exists() else set()
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--master", "local-cluster[2,1,1024]",
-             "--store", str(store), "--rows", "20000", "--epochs", "3"],
-            env=env, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-    finally:
-        if work.exists():  # local-cluster leaves executor logs inside the pyspark package
-            for path in set(work.iterdir()) - existing:
-                shutil.rmtree(path, ignore_errors=True)
+    proc = run_quickstart("--store", str(store), "--rows", "20000", "--epochs", "3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "Leaderboard" in proc.stdout
     (run_dir,) = list((store / "runs").iterdir())

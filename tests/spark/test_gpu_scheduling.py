@@ -10,10 +10,6 @@ must receive the address Spark gave its task and report it, with the device Tens
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_each_worker_gets_the_gpu_spark_assigned_to_its_task(tmp_path):
-    import pyspark
+    from local_cluster import run_quickstart
 
     discovery = tmp_path / "gpus.sh"
     discovery.write_text('#!/bin/sh\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
@@ -35,22 +31,10 @@ def test_each_worker_gets_the_gpu_spark_assigned_to_its_task(tmp_path):
         "spark.executor.resource.gpu.amount": "1",
         "spark.task.resource.gpu.amount": "1",
     }
-    env = {k: v for k, v in os.environ.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
-    env["SPARK_LOCAL_IP"] = "127.0.0.1"
-    env["PYSPARK_SUBMIT_ARGS"] = " ".join(f"--conf {k}={v}" for k, v in confs.items()) + " pyspark-shell"
+    submit_args = " ".join(f"--conf {k}={v}" for k, v in confs.items()) + " pyspark-shell"
     store = tmp_path / "store"
-    work = Path(pyspark.__file__).parent / "work"
-    existing = set(work.iterdir()) if work.exists() else set()
-    try:
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "quickstart.py"), "--master", "local-cluster[2,1,1024]",
-             "--store", str(store), "--rows", "4000", "--epochs", "1"],
-            env=env, capture_output=True, text=True, timeout=900,
-        )  # fmt: skip
-    finally:
-        if work.exists():  # local-cluster leaves executor logs inside the pyspark package
-            for path in set(work.iterdir()) - existing:
-                shutil.rmtree(path, ignore_errors=True)
+    proc = run_quickstart("--store", str(store), "--rows", "4000", "--epochs", "1",
+                          env={"PYSPARK_SUBMIT_ARGS": submit_args})  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     (run_dir,) = list((store / "runs").iterdir())
     workers = json.loads((run_dir / "search.json").read_text())["workers"]
