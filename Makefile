@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install example quickstart test test-unit test-spark test-e2e bench bench-quick lint typecheck imports ci clean \
-	install-petastorm test-petastorm test-spark35 test-wheel
+	install-petastorm test-petastorm test-spark35 test-wheel docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[spark,tf,tune,viz,mlflow,s3,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spark,tf,tune,viz,mlflow,s3,docs,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -94,6 +94,11 @@ test-wheel: install
 	cp examples/quickstart.py examples/synthetic.py "$$dir"; \
 	cd "$$dir" && venv/bin/python -c "import cerebro_spark, sys; assert cerebro_spark.__file__.startswith(sys.prefix), cerebro_spark.__file__"; \
 	venv/bin/python quickstart.py --rows 4000 --epochs 1 --store "$$dir/store"
+
+## The reference site (docs/*.md and the API from the docstrings) into build/site; any warning fails it,
+## a broken link or anchor included (mkdocs.yml).
+docs: install
+	$(BIN)/mkdocs build --strict
 
 lint: install
 	$(BIN)/ruff check cerebro_spark tests examples benchmarks
