@@ -16,10 +16,13 @@ import TensorFlow) and *warm* (the second run):
 Timed: from the call to its return (MOP: ``fit``; task parallelism: ``toPandas`` to the collected
 results). Also reported: MOP's search phase (workers up to the last unit) against the *ideal makespan*,
 the sum of the 8 models' training times inside the task-parallel tasks (``fit`` alone, one thread) over
-2 workers; and both approaches' best validation accuracy. Prints a table and writes
-``benchmarks/results/end_to_end.md``.
+2 workers; both approaches' best validation accuracy; and the peak memory of each session's processes
+(driver, JVM, Spark's Python workers: the sum of their PSS, sampled). Prints a table and writes
+``benchmarks/results/end_to_end.md``. ``--sweep 20000 200000 2000000`` runs each size once per approach and
+writes one table and plot (``results/end_to_end_sweep.md``, ``.png``) that name the crossover.
 
-Usage: ``python benchmarks/bench_end_to_end.py [--rows 20000] [--epochs 3] [--repeats 1] [--quick]``.
+Usage: ``python benchmarks/bench_end_to_end.py [--rows 20000] [--epochs 3] [--repeats 1] [--quick]
+[--sweep ROWS ...]``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -188,15 +192,69 @@ def write_data(path: str, rows: int, seed: int) -> None:
         pq.write_table(table.slice(part, rows // 4), os.path.join(path, f"part-{i:05d}.parquet"))
 
 
+class PeakMemory:
+    """The peak, over a process's life, of the memory of it and all its descendants (the driver, the JVM,
+    Spark's Python workers), sampled every ``interval_s``: the sum of their proportional set sizes (PSS,
+    from ``/proc/<pid>/smaps_rollup``: pages shared by forked Python workers count once), in MB. Linux."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.pid, self.interval_s, self.peak_mb = pid, interval_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):  # a sampling period, not a wait for a result
+            self.peak_mb = max(self.peak_mb, sum(map(_pss_mb, _descendants(self.pid))))
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def run_child(approach: str, data: str, args) -> list[dict]:
+    """Both runs of one approach in a fresh process; each run's dict gets the process tree's peak memory."""
     command = [sys.executable, __file__, "--child", approach, "--data", data, "--rows", str(args.rows),
                "--epochs", str(args.epochs), "--workers", str(args.workers), "--batch", str(args.batch),
                "--seed", str(args.seed)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    for line in done.stdout.splitlines():
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    memory = PeakMemory(proc.pid)
+    stdout, stderr = proc.communicate()
+    peak_mb = memory.stop()
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])  # type: ignore[no-any-return]
-    raise RuntimeError(f"the {approach} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+            runs = json.loads(line[len("RESULT ") :])
+            return [{**run, "peak_mb": peak_mb} for run in runs]
+    raise RuntimeError(f"the {approach} run failed:\n{stdout[-3000:]}\n{stderr[-5000:]}")
 
 
 def report(mop: list[list[dict]], tasks: list[list[dict]], args) -> str:
@@ -221,6 +279,8 @@ def report(mop: list[list[dict]], tasks: list[list[dict]], args) -> str:
         f"- MOP search phase (warm): {search:.2f} s; ideal makespan (sum of the models' single-thread `fit` "
         f"times in the tasks / {args.workers}): {ideal:.2f} s; ratio **{search / ideal:.2f}** (goal <= 1.3)",
         f"- MOP worker utilization (warm): {med(mop, 1, 'utilization'):.3f}",
+        f"- peak memory of the session's processes (driver, JVM, Python workers; PSS): MOP "
+        f"{med(mop, 0, 'peak_mb'):.0f} MB, task parallelism {med(tasks, 0, 'peak_mb'):.0f} MB",
         f"- best val_accuracy: MOP {med(mop, 1, 'best_val_accuracy'):.4f}, task parallelism "
         f"{med(tasks, 1, 'best_val_accuracy'):.4f}",
     ]
@@ -237,6 +297,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="fresh processes per approach (medians)")
     parser.add_argument("--quick", action="store_true", help="4,000 rows, 1 epoch: a smoke run")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "end_to_end.md"))
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs="+",
+        metavar="ROWS",
+        help="a data-size sweep: these row counts, one table and plot (results/end_to_end_sweep.*)",
+    )
     parser.add_argument("--child", choices=["mop", "tasks"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -246,6 +313,9 @@ def main() -> None:
     if args.quick:
         args.rows, args.epochs = 4_000, 1
     args.load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    if args.sweep:
+        sweep(args)
+        return
     mop, tasks = [], []
     with tempfile.TemporaryDirectory(prefix="cerebro-bench-e2e-data-") as tmp:
         data = os.path.join(tmp, "rows.parquet")
@@ -257,6 +327,76 @@ def main() -> None:
     print(table)
     Path(args.out).write_text(table)
     print(f"written to {args.out}")
+
+
+def sweep(args) -> None:
+    """One fresh session per approach and size; wall times, ratios and peak memory as a table and a plot."""
+    rows_done = []
+    for rows in args.sweep:
+        args.rows = rows
+        with tempfile.TemporaryDirectory(prefix="cerebro-bench-e2e-data-") as tmp:
+            data = os.path.join(tmp, "rows.parquet")
+            write_data(data, rows, args.seed)
+            tasks, mop = run_child("tasks", data, args), run_child("mop", data, args)
+        rows_done.append({"rows": rows, "mop": mop, "tasks": tasks})
+        print(f"{rows:>10,} rows: MOP {mop[0]['wall']:.1f}/{mop[1]['wall']:.1f} s, tasks {tasks[0]['wall']:.1f}/"
+              f"{tasks[1]['wall']:.1f} s (cold/warm), peak {mop[0]['peak_mb']:.0f} / {tasks[0]['peak_mb']:.0f} MB",
+              flush=True)  # fmt: skip
+    cold_wins = [r["rows"] for r in rows_done if r["mop"][0]["wall"] <= r["tasks"][0]["wall"]]
+    lines = [
+        f"# Data-size sweep: a whole fit, MOP vs task parallelism ({len(CONFIGS)} MLPs x {args.epochs} epochs, "
+        f"batch {args.batch}, {args.workers} workers, local[{args.workers}], each approach and size in a fresh session)",
+        "",
+        f"Load average before the sweep: {args.load}. Peak memory: the largest sum, sampled every 0.5 s, of the "
+        "proportional set sizes of the session's processes (driver, JVM, Spark's Python workers).",
+        "",
+        "| rows | MOP cold (s) | task parallelism cold (s) | cold ratio | MOP warm (s) | task parallelism warm (s) "
+        "| warm ratio | MOP peak memory (MB) | task parallelism peak memory (MB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows_done:
+        m, t = r["mop"], r["tasks"]
+        lines.append(
+            f"| {r['rows']:,} | {m[0]['wall']:.1f} | {t[0]['wall']:.1f} | {m[0]['wall'] / t[0]['wall']:.2f} | "
+            f"{m[1]['wall']:.1f} | {t[1]['wall']:.1f} | {m[1]['wall'] / t[1]['wall']:.2f} | "
+            f"{m[0]['peak_mb']:.0f} | {t[0]['peak_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "Crossover: a cold MOP `fit` is no slower than task parallelism from "
+        + (f"{min(cold_wins):,} rows on (of the sizes run)." if cold_wins else "none of the sizes run.")
+        + " A warm one is faster at every size where its ratio is below 1.",
+    ]
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = Path(args.out).with_name("end_to_end_sweep.md")
+    out.write_text(table)
+    _plot_sweep(rows_done, out.with_suffix(".png"))
+    print(f"written to {out} and {out.with_suffix('.png')}")
+
+
+def _plot_sweep(rows_done: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["rows"] for r in rows_done]
+    fig, (wall, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for key, label, style in (("mop", "MOP", "-o"), ("tasks", "task parallelism", "-s")):
+        wall.plot(x, [r[key][0]["wall"] for r in rows_done], style, label=f"{label}, cold")
+        wall.plot(x, [r[key][1]["wall"] for r in rows_done], style, alpha=0.5, label=f"{label}, warm")
+        memory.plot(x, [r[key][0]["peak_mb"] for r in rows_done], style, label=label)
+    for ax, title, unit in ((wall, "wall time of a whole fit", "s"), (memory, "peak memory (PSS)", "MB")):
+        ax.set_xscale("log")
+        ax.set_xlabel("rows")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
