@@ -383,10 +383,12 @@ def _plot_sweep(rows_done: list[dict], path: Path) -> None:
 
     x = [r["rows"] for r in rows_done]
     fig, (wall, memory) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, label, style in (("mop", "MOP", "-o"), ("tasks", "task parallelism", "-s")):
-        wall.plot(x, [r[key][0]["wall"] for r in rows_done], style, label=f"{label}, cold")
-        wall.plot(x, [r[key][1]["wall"] for r in rows_done], style, alpha=0.5, label=f"{label}, warm")
-        memory.plot(x, [r[key][0]["peak_mb"] for r in rows_done], style, label=label)
+    for key, label, style, color in (("mop", "MOP", "-o", "C0"), ("tasks", "task parallelism", "-s", "C1")):
+        wall.plot(x, [r[key][0]["wall"] for r in rows_done], style, color=color, label=f"{label}, cold")
+        wall.plot(
+            x, [r[key][1]["wall"] for r in rows_done], "--" + style[1], color=color, label=f"{label}, warm"
+        )
+        memory.plot(x, [r[key][0]["peak_mb"] for r in rows_done], style, color=color, label=label)
     for ax, title, unit in ((wall, "wall time of a whole fit", "s"), (memory, "peak memory (PSS)", "MB")):
         ax.set_xscale("log")
         ax.set_xlabel("rows")
