@@ -304,7 +304,10 @@ class SparkBackend(Backend):
         slots, how = task_slots(sc)
         if slots >= n or master(sc).startswith("local"):
             return slots, how
-        logger.info("waiting for executors: %d of the %d task slots the workers need are up", slots, n)
+        logger.warning(
+            "waiting up to %.0f s (start_timeout_s) for executors: %d of the %d task slots the workers need "
+            "are up (%s)", self._start_timeout_s, slots, n, how,
+        )  # fmt: skip
         deadline = time.monotonic() + self._start_timeout_s
         while slots < n and time.monotonic() < deadline:
             time.sleep(0.5)  # executors register with the driver's scheduler, which has no callback here

@@ -174,12 +174,13 @@ def main(argv: list[str] | None = None) -> None:
     builder = SparkSession.builder.appName("cerebro-spark-deep-postures")
     if args.master:
         builder = builder.master(args.master)
-    log4j = HERE.parent / "log4j2.properties"  # Spark's JVM logs errors only
-    spark = (
-        builder.config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log4j.as_uri()}")
-        .getOrCreate()
-    )
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
+    if args.master and args.master.startswith("local"):  # this process starts the JVM: it logs errors only
+        log4j = HERE.parent / "log4j2.properties"
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log4j.as_uri()}"
+        )
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     try:
         merged, runs = run_selection(spark, args)

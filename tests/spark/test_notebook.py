@@ -19,8 +19,9 @@ NOTEBOOK = ROOT / "examples" / "notebook.ipynb"
 
 
 def test_the_notebook_runs_and_shows_a_live_table(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")  # the dev extra: installed by `make install`
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient  # the dev extra (make install)
+    import nbformat
+
     # A kernel spec of its own, for this very interpreter: never some other "python3" on the machine.
     spec = tmp_path / "kernels" / "cerebro-test"
     spec.mkdir(parents=True)

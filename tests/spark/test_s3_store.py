@@ -32,7 +32,6 @@ SECRET = "s3cr3t-never-logged-9f2c"
 @pytest.fixture(scope="module")
 def endpoint():
     """moto's S3 server on a free loopback port, with one empty bucket."""
-    pytest.importorskip("s3fs", reason="the s3 extra")  # installed by `make install`: never skipped in CI
     import boto3
     from moto.server import ThreadedMotoServer
 
