@@ -25,6 +25,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cerebro_spark.data import _routing as routing
+from cerebro_spark.data._collected import (
+    collect_arrow,
+    collect_positioned,
+    is_small,
+    routed_table,
+    summarize_table,
+)
 from cerebro_spark.data._columns import (
     SourceColumn,
     check_column_lists,
@@ -147,7 +154,8 @@ def prepare_data(
 
     split_seed = seed if seed is not None else secrets.randbits(62)
     base = with_converted(df, columns, _split_flag(validation, split_seed))
-    summary = summarize(base, columns)
+    collected = _collect_small(base, columns, collect_max_bytes)
+    summary = summarize(base, columns) if collected is None else summarize_table(collected, columns)
     shapes = check_summary(summary, columns, validation if isinstance(validation, str) else None)
     check_split(summary, num_partitions, validation, split_seed)
     specs = tuple(_column_spec(c, shapes[c.name], summary) for c in columns)
@@ -156,7 +164,15 @@ def prepare_data(
     store.delete(f"{root}/_metadata.json")  # first: a crash below must not leave a "complete" marker
     store.delete(root, recursive=True)
     train, val = _write(
-        base, store, root, specs, summary, num_partitions, validation is not None, collect_max_bytes
+        base,
+        store,
+        root,
+        specs,
+        summary,
+        num_partitions,
+        validation is not None,
+        collect_max_bytes,
+        collected,
     )
     spec = DatasetSpec(
         fingerprint=fingerprint,
@@ -205,12 +221,20 @@ def _collect_max_bytes() -> int:
         ) from None
 
 
-def _collect(df: DataFrame) -> pa.Table:
-    """``df``'s rows on the driver as an Arrow table (``toArrow`` from Spark 4.0, else its private form)."""
-    to_arrow = getattr(df, "toArrow", None)
-    if to_arrow is not None:
-        return to_arrow()
-    return pa.Table.from_batches(df._collect_as_arrow())  # pyspark 3.5
+def _collect_small(base: DataFrame, columns: Sequence[SourceColumn], max_bytes: int) -> pa.Table | None:
+    """``base``'s rows with their positions, collected when Spark sizes its plan small (see
+    :mod:`~cerebro_spark.data._collected`); None for the aggregate job instead."""
+    if not is_small(base, max_bytes):
+        return None
+    try:
+        table = collect_positioned(base, columns)
+    except Exception as e:  # rows far larger than their files (constant columns compress very well)
+        if "maxResultSize" not in str(e):
+            raise
+        logger.info("the rows exceed spark.driver.maxResultSize: summarizing them with a Spark job instead")
+        return None
+    logger.debug("collected %d rows (%d bytes) to summarize on the driver", table.num_rows, table.nbytes)
+    return table
 
 
 def _warn_if_large(specs: Sequence[ColumnSpec], train_rows: int, num_partitions: int) -> None:
@@ -286,14 +310,20 @@ def _write(
     num_partitions: int,
     has_validation: bool,
     collect_max_bytes: int,
+    collected: pa.Table | None = None,
 ) -> tuple[tuple[PartitionSpec, ...], tuple[PartitionSpec, ...]]:
     """Write the partitions and check them; returns the train and validation partitions.
 
-    Up to ``collect_max_bytes`` of stored data, the driver collects the routed rows (one Spark job, no
-    shuffle, no Python workers) and writes the files itself; above, the write job runs on the executors.
-    Both give the same files.
+    Rows ``collected`` before the summary are routed and written by the driver. Otherwise, up to
+    ``collect_max_bytes`` of stored data, the driver collects the routed rows (one Spark job, no
+    shuffle, no Python workers) and writes the files itself; above, the write job runs on the
+    executors. All three give the same files.
     """
     total = 2 * num_partitions if has_validation else num_partitions
+    if collected is not None:
+        routed_rows = routed_table(collected, len(specs), num_partitions)
+        written = write_collected(store, root, routed_rows, specs, num_partitions, range(total))
+        return _finish(store, root, specs, summary, num_partitions, total, written)
     if has_validation:
         train_rows = base.filter(~F.col(FLAG))
         branches = [
@@ -310,7 +340,7 @@ def _write(
         written = write_collected(
             store,
             root,
-            _collect(routing.with_target(routed, total, names)),
+            collect_arrow(routing.with_target(routed, total, names)),
             specs,
             num_partitions,
             range(total),
@@ -321,6 +351,19 @@ def _write(
         written = {
             r["partition"]: (r["key"], r["rows"]) for r in rows.mapInArrow(writer, RESULT_DDL).collect()
         }
+    return _finish(store, root, specs, summary, num_partitions, total, written)
+
+
+def _finish(
+    store: Store,
+    root: str,
+    specs: tuple[ColumnSpec, ...],
+    summary: Summary,
+    num_partitions: int,
+    total: int,
+    written: dict[int, tuple[str, int]],
+) -> tuple[tuple[PartitionSpec, ...], tuple[PartitionSpec, ...]]:
+    """Write the partitions no row went to, check the counts; the train and validation partitions."""
     for index in set(range(total)) - set(written):  # Spark runs empty partitions too: a safety net
         key = partition_key(root, *split_of(index, num_partitions))
         written[index] = (key, write_partition(store, key, [], arrow_schema(specs), row_group_rows(specs)))

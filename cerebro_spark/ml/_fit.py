@@ -1,14 +1,16 @@
 """What every ``fit`` of the Spark ML layer does: validate, prepare the data, run MOP, collect.
 
 ``KerasEstimator.fit`` is a search of one configuration; ``GridSearch``/``RandomSearch`` pass their
-algorithm. The order matters for users: every check that needs no Spark job runs first, then the
-data is prepared (or reused), then models are written to the Store and trained.
+algorithm. The order matters for users: every check that needs no Spark job runs first; then the
+data is prepared (or reused) in a thread while the models are built and checked (a bad model cancels
+the preparation); then models are written to the Store and trained.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import secrets
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 from cerebro_spark.backend._barrier_job import driver_python_on_local_master
 from cerebro_spark.backend.base import Backend
@@ -26,6 +28,7 @@ from cerebro_spark.data.spec import ColumnSpec, DatasetSpec
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings, SearchResult
 from cerebro_spark.driver.control import SearchControl
 from cerebro_spark.errors import DataError, InvalidParamError, StoreError
+from cerebro_spark.ml._background import SparkWork
 from cerebro_spark.ml._model_io import (
     compiled_model,
     effective_loss,
@@ -144,23 +147,23 @@ def run_search(
             "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
         )
     trials = algorithm.initial_trials()
-    estimators = {
-        t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials
-    }  # no Spark job yet
-    for est in estimators.values():  # the search's prediction params, or the estimator's own
-        check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
-    if dataset is None:
-        if df is None:
-            raise InvalidParamError("run_search needs a DataFrame or prepared data. Received neither.")
-        if isinstance(df, PreparedData):
-            dataset = resolve_prepared(owner, df.source, store, backend.num_workers, run_id)
-            if metric.startswith("val_") and not dataset.has_validation:
-                raise InvalidParamError(
-                    f"The evaluation metric {metric!r} needs validation data, but the prepared data "
-                    f"{dataset.root!r} has none. Rank by a training metric such as 'loss'."
-                )
-        else:
-            dataset = _prepare(owner, df, store, backend.num_workers, run_id, validation)
+    preparing = None
+    if dataset is None:  # the preparation's Spark jobs run while TensorFlow loads for the model builds
+        spark = _spark_session(df)  # here: a thread of its own sees no active session
+        resolve = functools.partial(
+            _resolve_dataset, owner, df, spark, store, backend.num_workers, run_id, validation, metric
+        )
+        preparing = SparkWork(resolve, spark.sparkContext if spark is not None else None, "prepare")
+    try:
+        estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}
+        for est in estimators.values():  # the search's prediction params, or the estimator's own
+            check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
+    except BaseException:
+        if preparing is not None:  # a bad model fails as early as without the overlap
+            preparing.cancel()
+        raise
+    if preparing is not None:
+        dataset = preparing.result()
     if reader == "petastorm":
         from cerebro_spark.data._petastorm import check_columns
 
@@ -209,6 +212,39 @@ def run_search(
     return FitOutcome(result, dataset, dict(driver.specs), store)
 
 
+def _resolve_dataset(
+    owner: HasDataParams,
+    df: DataFrame | PreparedData | None,
+    spark: SparkSession | None,
+    store: Store,
+    num_workers: int,
+    run_id: str,
+    validation: Any,
+    metric: str,
+) -> DatasetSpec:
+    """The data a run trains on: ``df`` prepared (or its prepared data reused), or the prepared data
+    that ``fit_on_prepared_data`` names."""
+    if df is None:
+        raise InvalidParamError("run_search needs a DataFrame or prepared data. Received neither.")
+    if not isinstance(df, PreparedData):
+        return _prepare(owner, df, store, num_workers, run_id, validation)
+    dataset = resolve_prepared(owner, df.source, spark, store, num_workers, run_id)
+    if metric.startswith("val_") and not dataset.has_validation:
+        raise InvalidParamError(
+            f"The evaluation metric {metric!r} needs validation data, but the prepared data "
+            f"{dataset.root!r} has none. Rank by a training metric such as 'loss'."
+        )
+    return dataset
+
+
+def _spark_session(df: DataFrame | PreparedData | None) -> SparkSession | None:
+    """The session that runs ``df``'s jobs: its own, or the caller's active one (None without Spark:
+    data prepared before is read from the Store alone)."""
+    if isinstance(df, DataFrame):
+        return df.sparkSession
+    return SparkSession.getActiveSession()
+
+
 def _existing_model_spec(run_id: str, trial: Trial, est: KerasEstimator) -> ModelSpec:
     """The spec of a model a resumed run wrote before (its ``.keras`` file and checkpoints stay)."""
     custom = pickled_custom_objects(est)
@@ -237,7 +273,12 @@ def _prepare(
 
 
 def resolve_prepared(
-    owner: HasDataParams, source: DatasetSpec | str, store: Store, num_workers: int, run_id: str
+    owner: HasDataParams,
+    source: DatasetSpec | str,
+    spark: SparkSession | None,
+    store: Store,
+    num_workers: int,
+    run_id: str,
 ) -> DatasetSpec:
     """The prepared data ``fit_on_prepared_data`` trains on, checked against the owner's params.
 
@@ -258,7 +299,7 @@ def resolve_prepared(
     if not outside and store.exists(f"{root}/_metadata.json"):
         dataset = load_prepared(store, root)
     else:
-        dataset = _prepare_directory(owner, source, store, num_workers, run_id)
+        dataset = _prepare_directory(owner, source, spark, store, num_workers, run_id)
     wanted = (owner.getFeatureColumns(), owner.getLabelColumns())
     found = ([c.name for c in dataset.features], [c.name for c in dataset.labels])
     if tuple(wanted) != found:
@@ -283,16 +324,18 @@ def resolve_prepared(
 
 
 def _prepare_directory(
-    owner: HasDataParams, path: str, store: Store, num_workers: int, run_id: str
+    owner: HasDataParams,
+    path: str,
+    spark: SparkSession | None,
+    store: Store,
+    num_workers: int,
+    run_id: str,
 ) -> DatasetSpec:
     """A Parquet directory -> prepared data, once. A Petastorm dataset's codec fields (arrays stored as
     ``.npy`` bytes) are decoded on the way, in the preparation job (see
     :mod:`cerebro_spark.data._petastorm_dataset`)."""
-    from pyspark.sql import SparkSession
-
     from cerebro_spark.data._petastorm_dataset import decode_codec_columns
 
-    spark = SparkSession.getActiveSession()
     if spark is None:
         raise InvalidParamError(
             f"fit_on_prepared_data({path!r}): no prepared data has that name in Store {store.url!r}, and "

@@ -1,4 +1,7 @@
-"""Bad input to the Spark ML classes fails with a clear message before any Spark job or training."""
+"""Bad input to the Spark ML classes fails with a clear message before any Spark job or training.
+
+A bad ``estimator_gen_fn`` is found while the data is prepared beside the model builds (the
+preparation's jobs run while TensorFlow loads): it fails before any training and cancels them."""
 
 from __future__ import annotations
 
@@ -60,8 +63,6 @@ CASES = [
     ({"validation": None}, InvalidParamError, r"'val_loss' needs validation data, but validation is None"),
     ({"search_space": {}}, SearchSpaceError, r"empty"),
     ({"estimator_gen_fn": "train.py"}, InvalidParamError, r"'estimator_gen_fn' .* must be a function .*Received: 'train.py'"),
-    ({"estimator_gen_fn": not_an_estimator}, InvalidParamError,
-     r"estimator_gen_fn must return a KerasEstimator\. Received: dict for the configuration \{'width': 4"),
     ({"feature_columns": ["nope"]}, DataError, r"nope"),
     ({"validation": "label"}, DataError, r"boolean"),
 ]  # fmt: skip
@@ -78,6 +79,18 @@ def test_bad_input_fails_before_any_spark_job(df, store, count_jobs, overrides, 
 
     assert count_jobs(fit) == 0
     assert store.listdir("runs") == []  # nothing was written for a run
+
+
+def test_bad_estimator_gen_fn_fails_before_training_and_leaves_no_job(spark, df, store):
+    with pytest.raises(
+        InvalidParamError,
+        match=r"estimator_gen_fn must return a KerasEstimator\. Received: dict for the configuration \{'width': 4",
+    ):
+        search(store, estimator_gen_fn=not_an_estimator).fit(df)
+    assert (
+        spark.sparkContext.statusTracker().getActiveJobsIds() == []
+    )  # the preparation was cancelled or done
+    assert store.listdir("runs") == []
 
 
 def test_model_that_does_not_fit_the_data_is_refused_before_training(df, store):

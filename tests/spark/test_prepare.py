@@ -94,11 +94,28 @@ def _ids(store, spec, split: str) -> list[int]:
     return sorted(_read_all(store, spec, split)[1][0].tolist())
 
 
-@pytest.fixture(params=["driver", "executors"])
+def _summarize_on(where: str, monkeypatch) -> None:
+    """Make preparation summarize collected rows on the driver ("driver": as for data Spark sizes
+    small, such as a Parquet file) or run the aggregate job ("spark"), whatever Spark's size estimate."""
+    from cerebro_spark.data import prepare
+
+    monkeypatch.setattr(prepare, "is_small", lambda df, max_bytes: where == "driver" and max_bytes > 0)
+
+
+@pytest.fixture(params=["collected first", "driver", "executors"])
 def write_path(request, monkeypatch):
-    """Run a test with small data collected and written by the driver, then written by the executors."""
+    """Run a test with small data collected first and summarized by the driver, then summarized by the
+    aggregate job and written by the driver, then written by the executors."""
+    _summarize_on("driver" if request.param == "collected first" else "spark", monkeypatch)
     if request.param == "executors":
         monkeypatch.setenv("CEREBRO_COLLECT_MAX_BYTES", "0")
+    return request.param
+
+
+@pytest.fixture(params=["spark", "driver"])
+def summary_on(request, monkeypatch):
+    """Run a test with the aggregate job, then with the rows collected and summarized on the driver."""
+    _summarize_on(request.param, monkeypatch)
     return request.param
 
 
@@ -188,7 +205,7 @@ def test_partitions_differ_by_at_most_one_row(frame, store, num_partitions, writ
 
 
 @pytest.mark.parametrize("validation", [None, 0.3, "flag"])
-def test_driver_and_executors_write_the_same_files(frame, tmp_path, monkeypatch, count_jobs, validation):
+def test_the_three_paths_write_the_same_files(frame, tmp_path, monkeypatch, count_jobs, validation):
     # Small data is collected and written by the driver (one Spark job after the aggregate, no Python
     # workers); the executors' write job must give the same rows, in the same order, in each file.
     import pyarrow as pa
@@ -196,19 +213,24 @@ def test_driver_and_executors_write_the_same_files(frame, tmp_path, monkeypatch,
 
     from cerebro_spark.store.base import Store
 
-    stores = {path: Store.create(str(tmp_path / path)) for path in ("driver", "executors")}
-    kwargs = dict(features=("x", "arr", "nested", "svec"), labels=("id", "y_bool"), num_partitions=3,
-                  validation=validation, seed=3)  # fmt: skip
+    # Smaller data still is collected before the summary: one Spark job in all.
+    stores = {path: Store.create(str(tmp_path / path)) for path in ("first", "driver", "executors")}
+    kwargs = dict(features=("x", "arr", "nested", "svec", "vec"), labels=("id", "y_bool", "y_float"),
+                  num_partitions=3, validation=validation, seed=3)  # fmt: skip
+    _summarize_on("driver", monkeypatch)
+    first_jobs = count_jobs(lambda: _prepare(frame, stores["first"], **kwargs))
+    _summarize_on("spark", monkeypatch)
     driver_jobs = count_jobs(lambda: _prepare(frame, stores["driver"], **kwargs))
     monkeypatch.setenv("CEREBRO_COLLECT_MAX_BYTES", "0")
     _prepare(frame, stores["executors"], **kwargs)
     specs = {path: load_prepared(store, store.listdir("data")[0]) for path, store in stores.items()}
-    assert specs["driver"] == specs["executors"]
+    assert specs["first"] == specs["driver"] == specs["executors"]
     for part in specs["driver"].train + specs["driver"].val:
         tables = [pq.read_table(pa.BufferReader(store.read_bytes(part.key))) for store in stores.values()]
-        assert tables[0].equals(tables[1]), part.key
-        assert tables[0].schema.equals(tables[1].schema)
+        assert tables[0].equals(tables[1]) and tables[1].equals(tables[2]), part.key
+        assert tables[0].schema.equals(tables[1].schema) and tables[1].schema.equals(tables[2].schema)
     assert driver_jobs <= 3  # the aggregate (maybe two stages' jobs) and the collect
+    assert first_jobs == 1  # the collect
 
 
 def test_collect_max_bytes_must_be_a_number(frame, store, monkeypatch, count_jobs):
@@ -448,11 +470,11 @@ def _data_error(spark, store, rows, ddl, message, **kwargs):
     assert store.listdir("data") == []  # nothing written
 
 
-def test_empty_dataframe(spark, store):
+def test_empty_dataframe(spark, store, summary_on):
     _data_error(spark, store, [], "id long, x double", r"The DataFrame is empty: there are no rows")
 
 
-def test_nulls_name_each_column_and_count(spark, store):
+def test_nulls_name_each_column_and_count(spark, store, summary_on):
     rows = [(1, None, None), (2, 1.0, None), (3, None, 1.0), (4, 2.0, 2.0)]
     _data_error(
         spark, store, rows, "id long, x double, z double",
@@ -461,14 +483,14 @@ def test_nulls_name_each_column_and_count(spark, store):
     )  # fmt: skip
 
 
-def test_null_array_elements(spark, store):
+def test_null_array_elements(spark, store, summary_on):
     rows = [(1, [1.0, None]), (2, [1.0, 2.0])]
     _data_error(
         spark, store, rows, "id long, x array<double>", r"'x' holds arrays with null elements in 1 rows"
     )
 
 
-def test_arrays_of_different_lengths(spark, store):
+def test_arrays_of_different_lengths(spark, store, summary_on):
     rows = [(1, [1.0, 2.0]), (2, [1.0, 2.0, 3.0, 4.0]), (3, [1.0])]
     _data_error(
         spark, store, rows, "id long, x array<double>",
@@ -476,7 +498,7 @@ def test_arrays_of_different_lengths(spark, store):
     )  # fmt: skip
 
 
-def test_inner_arrays_of_different_lengths(spark, store):
+def test_inner_arrays_of_different_lengths(spark, store, summary_on):
     rows = [(1, [[1.0, 2.0], [1.0]]), (2, [[1.0, 2.0], [3.0, 4.0]])]
     _data_error(
         spark, store, rows, "id long, x array<array<double>>",
@@ -484,7 +506,7 @@ def test_inner_arrays_of_different_lengths(spark, store):
     )  # fmt: skip
 
 
-def test_vectors_of_different_sizes(spark, store):
+def test_vectors_of_different_sizes(spark, store, summary_on):
     from pyspark.ml.linalg import Vectors
 
     rows = [(1, Vectors.dense([1.0, 2.0])), (2, Vectors.sparse(3, {0: 1.0}))]
@@ -493,11 +515,11 @@ def test_vectors_of_different_sizes(spark, store):
         _prepare(df, store, num_partitions=1)
 
 
-def test_empty_arrays(spark, store):
+def test_empty_arrays(spark, store, summary_on):
     _data_error(spark, store, [(1, []), (2, [])], "id long, x array<double>", r"'x' holds empty arrays")
 
 
-def test_fewer_training_rows_than_partitions(spark, store):
+def test_fewer_training_rows_than_partitions(spark, store, summary_on):
     rows = [(i, float(i)) for i in range(3)]
     _data_error(
         spark, store, rows, "id long, x double",
@@ -506,7 +528,7 @@ def test_fewer_training_rows_than_partitions(spark, store):
     )  # fmt: skip
 
 
-def test_validation_fraction_leaving_no_validation_rows(spark, store):
+def test_validation_fraction_leaving_no_validation_rows(spark, store, summary_on):
     rows = [(i, float(i)) for i in range(5)]
     _data_error(
         spark, store, rows, "id long, x double",
@@ -515,7 +537,7 @@ def test_validation_fraction_leaving_no_validation_rows(spark, store):
     )  # fmt: skip
 
 
-def test_validation_column_never_true(spark, store):
+def test_validation_column_never_true(spark, store, summary_on):
     rows = [(i, float(i), False) for i in range(5)]
     _data_error(
         spark, store, rows, "id long, x double, v boolean",
@@ -524,7 +546,7 @@ def test_validation_column_never_true(spark, store):
     )  # fmt: skip
 
 
-def test_validation_column_with_nulls(spark, store):
+def test_validation_column_with_nulls(spark, store, summary_on):
     rows = [(i, float(i), None if i == 2 else i % 2 == 0) for i in range(5)]
     _data_error(
         spark, store, rows, "id long, x double, v boolean",
@@ -538,7 +560,7 @@ def test_numpy_numbers_are_accepted_as_parameters(frame, store):
     assert _prepare(frame, store, num_partitions=2, validation=0.25, seed=11) == first  # reused
 
 
-def test_integral_features_above_float32_precision_are_warned(spark, store, caplog):
+def test_integral_features_above_float32_precision_are_warned(spark, store, caplog, summary_on):
     frame = spark.createDataFrame(
         [(i, 2**25 + i, [i, 3]) for i in range(12)], "id long, big long, small array<int>"
     )
