@@ -5,7 +5,8 @@ with 2 workers, using the default Store under ``store/`` at the repository root,
 leaderboard, scores the best model on held-out rows with ``transform`` and says where the results are.
 
 Run with ``--rows``/``--epochs``/``--workers``/``--master`` to change the workload, e.g.
-``python examples/quickstart.py --master "local-cluster[2,1,1024]"``.
+``python examples/quickstart.py --master "local-cluster[2,1,1024]"``; ``--remote sc://host:15002`` runs it
+from a Spark Connect client (``--remote "local[2]"`` starts a local Connect server; the ``connect`` extra).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--master", default="local[2]")
+    parser.add_argument(
+        "--remote", help="a Spark Connect URL (sc://host:port, or local[N]) instead of --master"
+    )
     parser.add_argument("--store", default=str(HERE.parent / "store"))
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--report", help="also write an HTML report of the search to this file")
@@ -63,9 +67,12 @@ def main(argv: list[str] | None = None) -> None:
     from cerebro_spark import SparkBackend, Store
     from cerebro_spark.tune import GridSearch, hp_choice
 
-    spark = (SparkSession.builder.master(args.master).appName("cerebro-spark-quickstart")
-             .config("spark.ui.showConsoleProgress", "false").getOrCreate())  # fmt: skip
-    spark.sparkContext.setLogLevel("ERROR")
+    if args.remote:  # Spark Connect: no SparkContext in this process
+        spark = SparkSession.builder.remote(args.remote).appName("cerebro-spark-quickstart").getOrCreate()
+    else:
+        spark = (SparkSession.builder.master(args.master).appName("cerebro-spark-quickstart")
+                 .config("spark.ui.showConsoleProgress", "false").getOrCreate())  # fmt: skip
+        spark.sparkContext.setLogLevel("ERROR")
     try:
         df = make_dataframe(spark, args.rows + 2_000, seed=args.seed)
         train_df, test_df = df.randomSplit([float(args.rows), 2_000.0], seed=args.seed)

@@ -1,34 +1,34 @@
 """The Spark side of SparkBackend: one barrier stage of long-lived worker tasks, run from a driver thread.
 
-Also the cluster facts that SparkBackend checks before launching it (how many tasks can run at once)
-and the interpreter its Python workers use on a local master.
+The stage is launched through a :mod:`~cerebro_spark.backend._session` handle: an RDD barrier job on a
+classic session, ``mapInArrow(..., barrier=True)`` on a Spark Connect one.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import queue
 import re
-import sys
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cerebro_spark.backend import _executor_loop
 
 if TYPE_CHECKING:
-    from pyspark import RDD, SparkContext
+    from cerebro_spark.backend._session import ClassicSpark, ConnectSpark
 
 logger = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 8000
-_LOCAL_CLUSTER = re.compile(r"local-cluster\[\s*(\d+)\s*,\s*(\d+)\s*,\s*\d+\s*\]")
 _JVM_FRAME = re.compile(r"^\s+(at |\.\.\. \d+ more)")
+
+#: How long a worker of a Spark Connect client's search tries to reach the client: the client may sit
+#: behind a network the cluster cannot reach (a laptop), which only a quick, clear failure tells.
+CONNECT_CLIENT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,12 @@ class JobEnded:
 
 
 def run_worker(
-    address: tuple[str, int], secret: bytes, num_workers: int, heartbeat_s: float, _rows: Iterable[int]
+    address: tuple[str, int],
+    secret: bytes,
+    num_workers: int,
+    heartbeat_s: float,
+    connect_timeout_s: float | None,
+    _rows: Iterable[int],
 ) -> Iterator[int]:
     """The barrier task: serve the driver as worker ``partitionId()`` (runs on an executor), with the
     task's cores and the GPUs Spark assigned to it."""
@@ -49,20 +54,23 @@ def run_worker(
     worker_id = ctx.partitionId()
     gpu = ctx.resources().get("gpu")
     gpus = tuple(gpu.addresses) if gpu is not None else ()
-    _executor_loop.serve(address, secret, worker_id, num_workers, max(1, int(ctx.cpus())), heartbeat_s, gpus)
+    _executor_loop.serve(
+        address, secret, worker_id, num_workers, max(1, int(ctx.cpus())), heartbeat_s, gpus,
+        connect_timeout_s=connect_timeout_s,
+    )  # fmt: skip
     return iter([worker_id])
 
 
 class BarrierJob:
     """Launch ``num_workers`` :func:`run_worker` tasks as one barrier stage in a background thread.
 
-    The stage runs under a job group of its own (``group``); :class:`JobEnded` goes to ``events``
-    when it returns or fails.
+    The stage runs under a job group (classic) or operation tag (Spark Connect) of its own
+    (``group``); :class:`JobEnded` goes to ``events`` when it returns or fails.
     """
 
     def __init__(
         self,
-        sc: SparkContext,
+        spark: ClassicSpark | ConnectSpark,
         num_workers: int,
         address: tuple[str, int],
         secret: bytes,
@@ -70,23 +78,29 @@ class BarrierJob:
         events: queue.Queue[object],
         description: str | None = None,
     ) -> None:
-        self._sc = sc
+        self._spark = spark
         self.group = f"cerebro_spark-{uuid.uuid4().hex[:12]}"
         self.error: str | None = None
-        fn = functools.partial(run_worker, address, secret, num_workers, heartbeat_s)
-        with driver_python_on_local_master(sc):
-            rdd = sc.parallelize(range(num_workers), num_workers).barrier().mapPartitions(fn)
-            rdd._jrdd  # noqa: B018 -- build the Python function now, with the interpreter chosen above
+        timeout = CONNECT_CLIENT_TIMEOUT_S if spark.is_connect else None
+        fn = functools.partial(run_worker, address, secret, num_workers, heartbeat_s, timeout)
         description = description or f"cerebro_spark: {num_workers} model-hopper workers"
         self._thread = threading.Thread(
-            target=self._run, args=(rdd, description, events), name="cerebro-spark-job", daemon=True
+            target=self._run,
+            args=(num_workers, fn, description, events),
+            name="cerebro-spark-job",
+            daemon=True,
         )
         self._thread.start()
 
-    def _run(self, rdd: RDD[int], description: str, events: queue.Queue[object]) -> None:
+    def _run(
+        self,
+        num_workers: int,
+        fn: functools.partial[Iterator[int]],
+        description: str,
+        events: queue.Queue[object],
+    ) -> None:
         try:
-            self._sc.setJobGroup(self.group, description, interruptOnCancel=True)
-            rdd.collect()
+            self._spark.run_barrier(num_workers, fn, self.group, description)
         except Exception as exc:
             lines = [line for line in str(exc).strip().splitlines() if not _JVM_FRAME.match(line)]
             error = "\n".join(lines)
@@ -112,59 +126,10 @@ class BarrierJob:
                     grace_s,
                 )
                 try:
-                    self._sc.cancelJobGroup(self.group)
+                    self._spark.cancel_barrier(self.group)
                 except Exception:
                     logger.warning("cancelling Spark job group %s failed", self.group, exc_info=True)
                 self._thread.join(timeout=cancel_wait_s)
                 if self._thread.is_alive():
                     logger.error("the Spark job of group %s is still running after cancellation", self.group)
-        drain_listener_bus(self._sc)
-
-
-def drain_listener_bus(sc: SparkContext) -> None:
-    """Let Spark's status tracker catch up, so that an ended job no longer shows as active."""
-    try:
-        sc._jsc.sc().listenerBus().waitUntilEmpty(10_000)
-    except Exception:
-        logger.debug("could not wait for Spark's listener bus", exc_info=True)
-
-
-def master(sc: SparkContext) -> str:
-    """The master URL (``local[2]``, ``spark://...``)."""
-    return str(sc.master or "")
-
-
-def task_slots(sc: SparkContext) -> tuple[int, str]:
-    """How many tasks the cluster can run at once, and how that was found."""
-    task_cpus = max(1, int(sc.getConf().get("spark.task.cpus") or "1"))
-    match = _LOCAL_CLUSTER.fullmatch(master(sc))
-    if match:  # its executors may not have registered yet: trust the master URL
-        workers, cores = int(match[1]), int(match[2])
-        return workers * (cores // task_cpus), f"{sc.master} with spark.task.cpus={task_cpus}"
-    try:
-        jsc = sc._jsc.sc()
-        slots = int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().defaultResourceProfile()))
-        return slots, f"master {sc.master} with spark.task.cpus={task_cpus}, executors registered now"
-    except Exception:
-        logger.debug("maxNumConcurrentTasks is not available; using defaultParallelism", exc_info=True)
-        parallelism = sc.defaultParallelism
-        return parallelism // task_cpus, f"defaultParallelism={parallelism} / spark.task.cpus={task_cpus}"
-
-
-@contextmanager
-def driver_python_on_local_master(sc: SparkContext) -> Iterator[None]:
-    """On a local master, make the workers run this very interpreter (the one with TensorFlow)."""
-    configured = sc.pythonExec
-    if not master(sc).startswith("local") or os.path.abspath(configured) == os.path.abspath(sys.executable):
-        yield
-        return
-    logger.info(
-        "Spark's Python workers would run %r (PYSPARK_PYTHON); on local master %s the cerebro_spark "
-        "workers run this interpreter instead: %s",
-        configured, sc.master, sys.executable,
-    )  # fmt: skip
-    sc.pythonExec = sys.executable
-    try:
-        yield
-    finally:
-        sc.pythonExec = configured
+        self._spark.drain_events()

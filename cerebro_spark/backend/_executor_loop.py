@@ -44,15 +44,18 @@ def serve(
     cores: int,
     heartbeat_s: float = 5.0,
     gpus: tuple[str, ...] = (),
+    *,
+    connect_timeout_s: float | None = None,
 ) -> None:
     """Serve the driver at ``driver_address`` as worker ``worker_id`` until it says Shutdown.
 
     Returns on :class:`~cerebro_spark.backend.protocol.Shutdown` or when the driver closes the
     connection. Raises AuthenticationError if the handshake fails and ConnectionError if the driver
-    cannot be reached within :data:`CONNECT_TIMEOUT_S` seconds.
+    cannot be reached within ``connect_timeout_s`` seconds: :data:`CONNECT_TIMEOUT_S` by default, a
+    shorter time for the driver of a Spark Connect client, with what to do in the message.
     """
     pin_threads(cores)
-    sock = _connect(driver_address, worker_id)
+    sock = _connect(driver_address, worker_id, connect_timeout_s)
     channel = client_handshake(sock, secret)
     stop = threading.Event()
     beat = threading.Thread(
@@ -82,19 +85,29 @@ def pin_threads(cores: int) -> None:
         os.environ[name] = str(cores)
 
 
-def _connect(address: tuple[str, int], worker_id: int) -> socket.socket:
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+def _connect(address: tuple[str, int], worker_id: int, timeout_s: float | None = None) -> socket.socket:
+    connect_client = timeout_s is not None
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
     delay = 0.05
     while True:
         try:
-            return socket.create_connection(address, timeout=10.0)
+            return socket.create_connection(address, timeout=min(10.0, timeout_s))
         except OSError as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                hint = (
+                    "The search runs in a Spark Connect client, whose control server the executors must "
+                    "reach: run it on a machine the cluster can reach (a notebook attached to the "
+                    "cluster, its driver, spark-submit), or pass SparkBackend(bind_address=...) an "
+                    "address of this machine that the executors can reach."
+                    if connect_client
+                    else "Check that executors can reach the driver host (SparkBackend's bind_address, "
+                    "spark.driver.host)."
+                )
                 raise ConnectionError(
                     f"Worker {worker_id} could not reach the driver at {address[0]}:{address[1]} within "
-                    f"{CONNECT_TIMEOUT_S:g} s: {exc}. Check that executors can reach the driver host "
-                    "(SparkBackend's bind_address, spark.driver.host)."
+                    f"{timeout_s:g} s: {exc}. {hint}"
                 ) from exc
             logger.debug("worker %d: driver not reachable yet (%s); retrying", worker_id, exc)
             time.sleep(min(delay, remaining))  # connect retry backoff, not a poll for work

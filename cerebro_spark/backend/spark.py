@@ -8,8 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from cerebro_spark.backend._barrier_job import BarrierJob, JobEnded, master, task_slots
+from cerebro_spark.backend._barrier_job import BarrierJob, JobEnded
 from cerebro_spark.backend._control_server import ControlServer, WorkerLost, WorkerReady
+from cerebro_spark.backend._session import spark_handle
 from cerebro_spark.backend.base import (
     DEFAULT_MAX_RESTARTS,
     Backend,
@@ -22,8 +23,11 @@ from cerebro_spark.backend.protocol import Shutdown, new_secret
 from cerebro_spark.errors import BackendError, InvalidParamError
 
 if TYPE_CHECKING:
-    from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+    from cerebro_spark.backend._session import ClassicSpark, ConnectSpark
+
+    SparkHandle = ClassicSpark | ConnectSpark
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +39,7 @@ _LOG_TAIL_CHARS = 3000
 
 
 class _SlotLedger:
-    """Task slots held by the running SparkBackends of this process, per SparkContext.
+    """Task slots held by the running SparkBackends of this process, per Spark application.
 
     Two searches of one Spark application (two threads) each hold a barrier stage for their whole
     run; a second one that cannot get its slots would wait for them without end, so it is refused.
@@ -43,24 +47,24 @@ class _SlotLedger:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: dict[int, dict[int, int]] = {}  # id(JVM SparkContext) -> {id(backend): slots}
+        self._held: dict[object, dict[int, int]] = {}  # application (handle.key) -> {id(backend): slots}
 
-    def held_by_others(self, sc: SparkContext, backend: object) -> int:
+    def held_by_others(self, spark: SparkHandle, backend: object) -> int:
         with self._lock:
-            return sum(n for b, n in self._held.get(id(sc), {}).items() if b != id(backend))
+            return sum(n for b, n in self._held.get(spark.key, {}).items() if b != id(backend))
 
-    def reserve(self, sc: SparkContext, backend: object, n: int, slots: int, how: str) -> None:
+    def reserve(self, spark: SparkHandle, backend: object, n: int, slots: int, how: str) -> None:
         with self._lock:
-            held = self._held.setdefault(id(sc), {})
+            held = self._held.setdefault(spark.key, {})
             others = sum(k for b, k in held.items() if b != id(backend))
             if others + n > slots:
                 raise BackendError(_busy_message(n, others, slots, how))
             held[id(backend)] = n
 
-    def release(self, sc: SparkContext | None, backend: object) -> None:
+    def release(self, spark: SparkHandle | None, backend: object) -> None:
         with self._lock:
-            if sc is not None:
-                self._held.get(id(sc), {}).pop(id(backend), None)
+            if spark is not None:
+                self._held.get(spark.key, {}).pop(id(backend), None)
 
 
 _LEDGER = _SlotLedger()
@@ -142,7 +146,7 @@ class SparkBackend(Backend):
         self._heartbeat_s = heartbeat_s
         self._bind_address = bind_address
         self._num_workers: int | None = None
-        self._sc: SparkContext | None = None
+        self._cluster: SparkHandle | None = None
         self._server: ControlServer | None = None
         self._job: BarrierJob | None = None
         self._events: queue.Queue[object] = queue.Queue()
@@ -160,7 +164,7 @@ class SparkBackend(Backend):
         cluster's task slots) from the session, so callers can size the data first."""
         if self._num_workers is not None:
             return self._num_workers
-        return self._resolve_num_workers(self._spark_context())
+        return self._resolve_num_workers(self._cluster_of_session())
 
     def start(self) -> None:
         """Launch the workers; return once all of them are connected and authenticated.
@@ -178,18 +182,24 @@ class SparkBackend(Backend):
                 raise BackendError(
                     "SparkBackend is already started: call shutdown() before starting it again."
                 )
-            sc = self._spark_context()
-            n = self._resolve_num_workers(sc)
-            slots, how = task_slots(sc)
-            _LEDGER.reserve(sc, self, n, slots, how)
+            cluster = self._cluster_of_session()
+            n = self._resolve_num_workers(cluster)
+            slots, how = self._task_slots(cluster, n)
+            _LEDGER.reserve(cluster, self, n, slots, how)
             try:
-                self._sc, self._num_workers, self._failure = sc, n, None
+                self._cluster, self._num_workers, self._failure = cluster, n, None
                 self._events = queue.Queue()
                 secret = new_secret()
-                self._server = self._listen(self._bind_host(sc), secret, n)
-                address = self._worker_address(sc, self._server.address)
+                self._server = self._listen(self._bind_host(cluster), secret, n)
+                address = self._worker_address(cluster, self._server.address)
                 self._job = BarrierJob(
-                    sc, n, address, secret, self._heartbeat_s, self._events, description=self._description
+                    cluster,
+                    n,
+                    address,
+                    secret,
+                    self._heartbeat_s,
+                    self._events,
+                    description=self._description,
                 )
                 self._await_workers(n)
             except BaseException:
@@ -259,7 +269,7 @@ class SparkBackend(Backend):
 
     def describe(self) -> str:
         """Master, number of workers and the control plane's address."""
-        url = master(self._sc) if self._sc is not None else "?"
+        url = self._cluster.master if self._cluster is not None else "?"
         n = self._num_workers if self._num_workers is not None else self._requested_workers or "auto"
         address = "not started"
         if self._server is not None:
@@ -269,40 +279,55 @@ class SparkBackend(Backend):
 
     # -- start ---------------------------------------------------------------------------------
 
-    def _spark_context(self) -> SparkContext:
+    def _cluster_of_session(self) -> SparkHandle:
+        """The session's Spark, classic or Spark Connect (see :mod:`cerebro_spark.backend._session`)."""
         from pyspark.sql import SparkSession
 
         spark = self._spark or SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
-        return spark.sparkContext
+        return spark_handle(spark)
 
-    def _resolve_num_workers(self, sc: SparkContext) -> int:
-        n: Any = self._requested_workers if self._requested_workers is not None else sc.defaultParallelism
+    def _resolve_num_workers(self, cluster: SparkHandle) -> int:
+        n: Any = (
+            self._requested_workers if self._requested_workers is not None else cluster.default_parallelism
+        )
+        if n == 0 and self._requested_workers is None:  # a Spark Connect session that does not tell
+            raise InvalidParamError(
+                f"SparkBackend cannot tell how many tasks the cluster runs at once ({cluster.task_slots()[1]}). "
+                "Pass num_workers= (one worker per task slot the search may hold)."
+            )
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidParamError(
                 "SparkBackend's num_workers must be an int >= 1 (or None for the cluster's default "
                 f"parallelism). Received: num_workers={n!r}"
             )
-        slots, how = self._wait_for_slots(sc, n)
+        slots, how = self._wait_for_slots(cluster, n)
+        if slots == 0 and cluster.is_connect:  # Spark Connect does not tell: the barrier stage will
+            logger.info("task slots unknown (%s): trusting num_workers=%d", how, n)
+            slots = n
         if n > slots:
             raise BackendError(
                 f"SparkBackend needs num_workers={n} tasks running at once, but the cluster has only {slots} "
                 f"task slots ({how}). The workers run as one barrier stage, which waits until that many slots "
                 f"are free at the same time. Pass num_workers <= {slots}, or give the cluster more cores."
             )
-        others = _LEDGER.held_by_others(sc, self)
+        others = _LEDGER.held_by_others(cluster, self)
         if others + n > slots:
             raise BackendError(_busy_message(n, others, slots, how))
         return n
 
-    def _wait_for_slots(self, sc: SparkContext, n: int) -> tuple[int, str]:
+    def _task_slots(self, cluster: SparkHandle, n: int) -> tuple[int, str]:
+        slots, how = cluster.task_slots()
+        return (n, how) if slots == 0 and cluster.is_connect else (slots, how)
+
+    def _wait_for_slots(self, cluster: SparkHandle, n: int) -> tuple[int, str]:
         """The cluster's task slots, once there are ``n`` (or when ``start_timeout_s`` has passed).
 
         On a cluster, executors register some seconds after the application starts, and an executor
         that was lost (its JVM killed, its machine gone) is replaced some seconds later: wait for them.
         A local master's slots are fixed: no wait.
         """
-        slots, how = task_slots(sc)
-        if slots >= n or master(sc).startswith("local"):
+        slots, how = cluster.task_slots()
+        if slots >= n or cluster.master.startswith("local") or cluster.is_connect:
             return slots, how
         logger.warning(
             "waiting up to %.0f s (start_timeout_s) for executors: %d of the %d task slots the workers need "
@@ -311,15 +336,15 @@ class SparkBackend(Backend):
         deadline = time.monotonic() + self._start_timeout_s
         while slots < n and time.monotonic() < deadline:
             time.sleep(0.5)  # executors register with the driver's scheduler, which has no callback here
-            slots, how = task_slots(sc)
+            slots, how = cluster.task_slots()
         return slots, how
 
-    def _bind_host(self, sc: SparkContext) -> str:
+    def _bind_host(self, cluster: SparkHandle) -> str:
         if self._bind_address:
             return self._bind_address
-        if master(sc).startswith("local"):
+        if cluster.master.startswith("local"):
             return "127.0.0.1"
-        return sc.getConf().get("spark.driver.host") or "127.0.0.1"
+        return cluster.driver_host() or "127.0.0.1"
 
     def _listen(self, host: str, secret: bytes, n: int) -> ControlServer:
         try:
@@ -331,10 +356,10 @@ class SparkBackend(Backend):
             ) from exc
 
     @staticmethod
-    def _worker_address(sc: SparkContext, bound: tuple[str, int]) -> tuple[str, int]:
+    def _worker_address(cluster: SparkHandle, bound: tuple[str, int]) -> tuple[str, int]:
         host, port = bound
         if host in ("0.0.0.0", "::", ""):  # bound to every interface: tell workers the driver's host
-            host = sc.getConf().get("spark.driver.host") or "127.0.0.1"
+            host = cluster.driver_host() or "127.0.0.1"
         return host, port
 
     def _await_workers(self, n: int) -> None:
@@ -400,7 +425,7 @@ class SparkBackend(Backend):
         finally:
             if server is not None:
                 server.close()
-            _LEDGER.release(self._sc, self)
+            _LEDGER.release(self._cluster, self)
             self._server, self._job = None, None
             if server is not None or job is not None:
                 logger.info("SparkBackend stopped (job group %s)", job.group if job else "none")

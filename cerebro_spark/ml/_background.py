@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from pyspark import SparkContext
+    from cerebro_spark.backend._session import ClassicSpark, ConnectSpark
 
 logger = logging.getLogger(__name__)
 
@@ -29,35 +29,34 @@ _CANCEL_INTERVAL_S = 0.1
 class SparkWork(Generic[T]):
     """``fn()`` in a thread started now; its Spark jobs carry a tag of their own.
 
-    With a SparkContext the thread is a :class:`pyspark.InheritableThread`: the caller's local
-    properties (job group, description, scheduler pool) go with it, and its jobs can be cancelled.
-    Without one (data prepared before, no Spark session) it is a plain thread.
+    With a classic session the thread is a :class:`pyspark.InheritableThread`: the caller's local
+    properties (job group, description, scheduler pool) go with it. With Spark Connect the session
+    tags the thread's operations. Either way they can be cancelled. Without Spark (data prepared
+    before, no session) it is a plain thread.
     """
 
-    def __init__(self, fn: Callable[[], T], sc: SparkContext | None, name: str) -> None:
-        self._fn, self._sc = fn, sc
+    def __init__(self, fn: Callable[[], T], spark: ClassicSpark | ConnectSpark | None, name: str) -> None:
+        self._fn, self._spark = fn, spark
         self._tag = f"cerebro-{name}-{uuid.uuid4().hex[:12]}"
         self._value: T | None = None
         self._error: BaseException | None = None
-        if sc is None:
+        if spark is None:
             self._thread = threading.Thread(target=self._run, name=f"cerebro-{name}", daemon=True)
         else:
-            from pyspark import InheritableThread
-
-            self._thread = InheritableThread(target=self._run)
+            self._thread = spark.thread(self._run)
             self._thread.daemon = True
         self._thread.start()
 
     def _run(self) -> None:
-        if self._sc is not None:
-            self._sc.addJobTag(self._tag)
+        if self._spark is not None:
+            self._spark.add_tag(self._tag)
         try:
             self._value = self._fn()
         except BaseException as e:  # handed to the caller by result()
             self._error = e
         finally:
-            if self._sc is not None:
-                self._sc.removeJobTag(self._tag)
+            if self._spark is not None:
+                self._spark.remove_tag(self._tag)
 
     def result(self) -> T:
         """Wait for ``fn`` and return its value, or raise what it raised."""
@@ -74,8 +73,8 @@ class SparkWork(Generic[T]):
         complete only by its last write, so a cancelled preparation is never reused half-written.
         """
         while self._thread.is_alive():
-            if self._sc is not None:
-                self._sc.cancelJobsWithTag(self._tag)
+            if self._spark is not None:
+                self._spark.cancel_tag(self._tag)
             self._thread.join(_CANCEL_INTERVAL_S)
         if self._error is not None:
             logger.debug("cancelled %s: %s", self._tag, self._error)

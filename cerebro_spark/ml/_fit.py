@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from cerebro_spark.backend._barrier_job import driver_python_on_local_master
+from cerebro_spark.backend._session import spark_handle
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.prepare import load_prepared, prepare_data
 from cerebro_spark.data.spec import ColumnSpec, DatasetSpec
@@ -153,7 +153,7 @@ def run_search(
         resolve = functools.partial(
             _resolve_dataset, owner, df, spark, store, backend.num_workers, run_id, validation, metric
         )
-        preparing = SparkWork(resolve, spark.sparkContext if spark is not None else None, "prepare")
+        preparing = SparkWork(resolve, spark_handle(spark) if spark is not None else None, "prepare")
     try:
         estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}
         for est in estimators.values():  # the search's prediction params, or the estimator's own
@@ -257,12 +257,9 @@ def _existing_model_spec(run_id: str, trial: Trial, est: KerasEstimator) -> Mode
 def _prepare(
     owner: HasDataParams, df: DataFrame, store: Store, num_workers: int, run_id: str, validation: Any
 ) -> DatasetSpec:
-    sc = df.sparkSession.sparkContext
+    spark = spark_handle(df.sparkSession)
     user_seed = owner.getSeed()
-    with (
-        driver_python_on_local_master(sc),
-        _job_description(sc, f"cerebro_spark run {run_id}: preparing data"),
-    ):
+    with spark.driver_python(), spark.job_description(f"cerebro_spark run {run_id}: preparing data"):
         return prepare_data(
             df, store,
             feature_columns=owner.getFeatureColumns(), label_columns=owner.getLabelColumns(),
@@ -499,17 +496,6 @@ def check_metric_is_reported(est: KerasEstimator, dataset: DatasetSpec, metric: 
             f"{sorted(known)}. Pass one of those as evaluation_metric, or add the metric to the "
             "estimator's metrics."
         )
-
-
-@contextlib.contextmanager
-def _job_description(sc: Any, text: str) -> Iterator[None]:
-    """Name the Spark jobs started in the block (the Spark UI's description column)."""
-    previous = sc.getLocalProperty("spark.job.description")
-    sc.setJobDescription(text)
-    try:
-        yield
-    finally:
-        sc.setLocalProperty("spark.job.description", previous)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from pyspark.ml import Model
 from pyspark.ml.param import Param
 from pyspark.sql import DataFrame
 
-from cerebro_spark.backend._barrier_job import driver_python_on_local_master
+from cerebro_spark.backend._session import spark_handle
 from cerebro_spark.data.spec import match_columns
 from cerebro_spark.ml._inference import input_columns, plan_outputs, predict_columns
 from cerebro_spark.ml._model_io import load_trained_model
@@ -138,7 +138,7 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
             model, prediction_col=self.getOrDefault(self.prediction_col),
             **{name: self.getOrDefault(name) for name in _OUTPUT_PARAMS},
         )  # fmt: skip
-        with driver_python_on_local_master(dataset.sparkSession.sparkContext):  # the UDF captures it now
+        with spark_handle(dataset.sparkSession).driver_python():  # the UDF captures it now
             inputs = input_columns(dataset, [features[j] for j in order], [len(s) for s in shapes])
             return predict_columns(
                 dataset, inputs, shapes, self._model_bytes, self._custom_objects, kinds, columns,

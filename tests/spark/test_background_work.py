@@ -6,14 +6,10 @@ import time
 
 import pytest
 
+from cerebro_spark.backend._session import spark_handle
 from cerebro_spark.ml._background import SparkWork
 
 pytestmark = pytest.mark.spark
-
-
-def _wait_a_long_time(x: int) -> int:
-    time.sleep(600)  # a task only cancelling ends within the test's time
-    return x
 
 
 def test_result_is_the_value_and_jobs_carry_the_callers_properties(spark):
@@ -21,7 +17,7 @@ def test_result_is_the_value_and_jobs_carry_the_callers_properties(spark):
     sc.setLocalProperty("spark.scheduler.pool", "cerebro-test-pool")
     try:
         work = SparkWork(lambda: (sc.getLocalProperty("spark.scheduler.pool"), set(sc.getJobTags()),
-                                  spark.range(10).count()), sc, "test")  # fmt: skip
+                                  spark.range(10).count()), spark_handle(spark), "test")  # fmt: skip
         pool, tags, count = work.result()
     finally:
         sc.setLocalProperty("spark.scheduler.pool", None)
@@ -35,12 +31,19 @@ def test_result_raises_what_the_work_raised(spark):
         raise ValueError("bad column")
 
     with pytest.raises(ValueError, match="bad column"):
-        SparkWork(fail, spark.sparkContext, "test").result()
+        SparkWork(fail, spark_handle(spark), "test").result()
 
 
 def test_cancel_stops_a_running_job(spark):
     sc = spark.sparkContext
-    work = SparkWork(lambda: sc.parallelize(range(2), 2).map(_wait_a_long_time).collect(), sc, "test")
+
+    def wait_a_long_time(x: int) -> int:  # pickled by value: the executors do not import this module
+        time.sleep(600)  # a task only cancelling ends within the test's time
+        return x
+
+    work = SparkWork(
+        lambda: sc.parallelize(range(2), 2).map(wait_a_long_time).collect(), spark_handle(spark), "test"
+    )
     work.cancel()  # the job may not have started yet: cancel repeats until the thread ends
     assert sc.statusTracker().getActiveJobsIds() == []
     with pytest.raises(Exception, match="cancel"):

@@ -119,9 +119,11 @@ def barrier_task_executors(events: Path) -> tuple[list[str], dict[str, str]]:
         for r in records
         if r["Event"] == "SparkListenerExecutorAdded"
     }
-    barrier_stages = {
-        r["Stage Info"]["Stage ID"] for r in records
-        if r["Event"] == "SparkListenerStageSubmitted" and "_barrier_job.py" in r["Stage Info"]["Stage Name"]
+    barrier_stages = {  # the stages of the jobs run under the barrier stage's job group
+        stage for r in records
+        if r["Event"] == "SparkListenerJobStart"
+        and (r.get("Properties") or {}).get("spark.jobGroup.id", "").startswith("cerebro_spark-")
+        for stage in r["Stage IDs"]
     }  # fmt: skip
     ran_on = [
         r["Task Info"]["Executor ID"] for r in records

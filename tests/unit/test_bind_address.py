@@ -6,17 +6,15 @@ from cerebro_spark.backend.spark import SparkBackend
 
 
 class FakeContext:
-    """Just what SparkBackend reads to choose its address: the master URL and the driver host."""
+    """Just what SparkBackend reads of a session's Spark to choose its address: the master URL and the
+    driver host (``spark.driver.host``; a Spark Connect client's own address)."""
 
     def __init__(self, master: str, driver_host: str | None) -> None:
         self.master = master
-        self._conf = {"spark.driver.host": driver_host} if driver_host else {}
+        self._driver_host = driver_host
 
-    def getConf(self) -> FakeContext:  # noqa: N802 -- pyspark's name
-        return self
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        return self._conf.get(key, default)
+    def driver_host(self) -> str | None:
+        return self._driver_host
 
 
 def test_local_masters_bind_the_loopback_address() -> None:
