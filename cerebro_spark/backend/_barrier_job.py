@@ -44,6 +44,7 @@ def run_worker(
     num_workers: int,
     heartbeat_s: float,
     connect_timeout_s: float | None,
+    warm_up: str | None,
     _rows: Iterable[int],
 ) -> Iterator[int]:
     """The barrier task: serve the driver as worker ``partitionId()`` (runs on an executor), with the
@@ -56,7 +57,7 @@ def run_worker(
     gpus = tuple(gpu.addresses) if gpu is not None else ()
     _executor_loop.serve(
         address, secret, worker_id, num_workers, max(1, int(ctx.cpus())), heartbeat_s, gpus,
-        connect_timeout_s=connect_timeout_s,
+        connect_timeout_s=connect_timeout_s, warm_up=warm_up,
     )  # fmt: skip
     return iter([worker_id])
 
@@ -77,12 +78,13 @@ class BarrierJob:
         heartbeat_s: float,
         events: queue.Queue[object],
         description: str | None = None,
+        warm_up: str | None = None,
     ) -> None:
         self._spark = spark
         self.group = f"cerebro_spark-{uuid.uuid4().hex[:12]}"
         self.error: str | None = None
         timeout = CONNECT_CLIENT_TIMEOUT_S if spark.is_connect else None
-        fn = functools.partial(run_worker, address, secret, num_workers, heartbeat_s, timeout)
+        fn = functools.partial(run_worker, address, secret, num_workers, heartbeat_s, timeout, warm_up)
         description = description or f"cerebro_spark: {num_workers} model-hopper workers"
         self._thread = threading.Thread(
             target=self._run,

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 
-from cerebro_spark.backend.base import TaskRequest, TaskResult, WorkerContext, run_task
+from cerebro_spark.backend.base import TaskRequest, TaskResult, WorkerContext, resolve_function, run_task
 from cerebro_spark.backend.protocol import (
     Channel,
     Heartbeat,
@@ -46,6 +46,7 @@ def serve(
     gpus: tuple[str, ...] = (),
     *,
     connect_timeout_s: float | None = None,
+    warm_up: str | None = None,
 ) -> None:
     """Serve the driver at ``driver_address`` as worker ``worker_id`` until it says Shutdown.
 
@@ -53,6 +54,8 @@ def serve(
     connection. Raises AuthenticationError if the handshake fails and ConnectionError if the driver
     cannot be reached within ``connect_timeout_s`` seconds: :data:`CONNECT_TIMEOUT_S` by default, a
     shorter time for the driver of a Spark Connect client, with what to do in the message.
+    ``warm_up``: a task function run in a thread of its own once connected (see
+    :meth:`~cerebro_spark.backend.base.Backend.set_warm_up`).
     """
     pin_threads(cores)
     sock = _connect(driver_address, worker_id, connect_timeout_s)
@@ -68,15 +71,28 @@ def serve(
         channel.send(Hello(worker_id, os.getpid(), socket.gethostname(), cores))
         logger.info("worker %d connected to the driver at %s:%d", worker_id, *driver_address)
         beat.start()
-        _serve_requests(
-            channel, WorkerContext(worker_id, num_workers, cores, cache=_PROCESS_CACHE, gpus=gpus)
-        )
+        ctx = WorkerContext(worker_id, num_workers, cores, cache=_PROCESS_CACHE, gpus=gpus)
+        if warm_up is not None:
+            threading.Thread(
+                target=_warm_up, args=(warm_up, ctx), name="cerebro-warm-up", daemon=True
+            ).start()
+        _serve_requests(channel, ctx)
     finally:
         stop.set()
         channel.close()
         if beat.is_alive():
             beat.join(timeout=heartbeat_s + 5.0)
     logger.info("worker %d stopped", worker_id)
+
+
+def _warm_up(task: str, ctx: WorkerContext) -> None:
+    started = time.perf_counter()
+    try:
+        resolve_function(task)(ctx)
+    except Exception:  # the first task that needs it does it again, and reports its error
+        logger.warning("worker %d: warm-up %s failed", ctx.worker_id, task, exc_info=True)
+        return
+    logger.info("worker %d: warm-up %s took %.1fs", ctx.worker_id, task, time.perf_counter() - started)
 
 
 def pin_threads(cores: int) -> None:

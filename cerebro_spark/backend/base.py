@@ -210,6 +210,20 @@ class Backend(ABC):
         self.shutdown()
         self.start()
 
+    @property
+    def is_running(self) -> bool:
+        """Whether the workers are started (and not shut down). A search that finds its backend
+        running uses the workers as they are; backends that do not tell are started by every search."""
+        return False
+
+    def set_warm_up(self, task: str | None) -> None:
+        """A task function (``"package.module:function"``, called with the worker context) each worker
+        runs in a thread of its own as soon as it starts, beside its first tasks: e.g. importing
+        TensorFlow while the driver still builds the models. Its errors are logged, not raised (the
+        tasks that need what it does still do it). Backends whose workers live in the driver's
+        process ignore it."""
+        return None
+
     def set_description(self, text: str) -> None:
         """Name the work the next :meth:`start` launches, for the cluster's UI (the Spark UI's job
         description). Backends without such a UI ignore it."""

@@ -84,6 +84,11 @@ class LocalBackend(Backend):
         """Number of workers (P)."""
         return self._num_workers
 
+    @property
+    def is_running(self) -> bool:
+        """Whether :meth:`start` started the worker threads and no :meth:`shutdown` has stopped them."""
+        return bool(self._threads)
+
     def start(self) -> None:
         """Start the worker threads. Raises InvalidParamError if ``num_workers`` < 1."""
         n = self._num_workers

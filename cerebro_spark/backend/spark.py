@@ -153,6 +153,17 @@ class SparkBackend(Backend):
         self._failure: WorkerLostError | None = None
         self._lifecycle = threading.RLock()
         self._description: str | None = None
+        self._warm_up: str | None = None
+
+    @property
+    def is_running(self) -> bool:
+        """Whether :meth:`start` launched the workers and no :meth:`shutdown` has stopped them."""
+        return self._server is not None
+
+    def set_warm_up(self, task: str | None) -> None:
+        """What each worker runs in a thread of its own once connected, for the next :meth:`start`
+        (see :meth:`Backend.set_warm_up <cerebro_spark.backend.base.Backend.set_warm_up>`)."""
+        self._warm_up = task
 
     def set_description(self, text: str) -> None:
         """The Spark UI's description of the barrier job the next :meth:`start` launches."""
@@ -200,6 +211,7 @@ class SparkBackend(Backend):
                     self._heartbeat_s,
                     self._events,
                     description=self._description,
+                    warm_up=self._warm_up,
                 )
                 self._await_workers(n)
             except BaseException:

@@ -186,7 +186,8 @@ class Workers:
         ``put_back`` and relaunch the workers (again while they are lost during set-up)."""
         while True:
             if lost is None:
-                self.backend.start()
+                if not self.backend.is_running:  # else started early, while the driver built models
+                    self.backend.start()
             else:
                 self._on_lost(lost, put_back)
                 self.backend.restart()

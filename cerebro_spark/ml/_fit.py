@@ -147,13 +147,20 @@ def run_search(
             "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
         )
     trials = algorithm.initial_trials()
+    backend.set_warm_up(WARM_UP_TASK)
     preparing = None
     if dataset is None:  # the preparation's Spark jobs run while TensorFlow loads for the model builds
         spark = _spark_session(df)  # here: a thread of its own sees no active session
         resolve = functools.partial(
             _resolve_dataset, owner, df, spark, store, backend.num_workers, run_id, validation, metric
         )
-        preparing = SparkWork(resolve, spark_handle(spark) if spark is not None else None, "prepare")
+        description = (
+            f"cerebro_spark run {run_id}: {len(trials)} models hopping on {backend.num_workers} workers"
+        )
+        prepare_then_start = functools.partial(_prepare_then_start, resolve, backend, description)
+        preparing = SparkWork(
+            prepare_then_start, spark_handle(spark) if spark is not None else None, "prepare"
+        )
     try:
         estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}
         for est in estimators.values():  # the search's prediction params, or the estimator's own
@@ -161,55 +168,75 @@ def run_search(
     except BaseException:
         if preparing is not None:  # a bad model fails as early as without the overlap
             preparing.cancel()
+        backend.shutdown()  # the workers may have started
         raise
-    if preparing is not None:
-        dataset = preparing.result()
-    if reader == "petastorm":
-        from cerebro_spark.data._petastorm import check_columns
+    try:  # from here the workers may be running: stopped on any error before the driver stops them
+        if preparing is not None:
+            dataset = preparing.result()
+        if reader == "petastorm":
+            from cerebro_spark.data._petastorm import check_columns
 
-        check_columns(dataset)
-    dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
-    for model_id, est in estimators.items():
-        check_model_fits_data(est.getModel(), dataset, model_id, loss=effective_loss(est))
-    for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
-        check_metric_is_reported(est, dataset, metric, model_id)
+            check_columns(dataset)
+        dataset = dataclasses.replace(dataset, reader=reader)  # the workers read with the chosen reader
+        for model_id, est in estimators.items():
+            check_model_fits_data(est.getModel(), dataset, model_id, loss=effective_loss(est))
+        for model_id, est in list(estimators.items())[:1]:  # the metric names of one model: before training
+            check_metric_is_reported(est, dataset, metric, model_id)
 
-    params_by_model: dict[str, dict[str, Any]] = {}
+        params_by_model: dict[str, dict[str, Any]] = {}
 
-    specs: dict[str, ModelSpec] = {}
+        specs: dict[str, ModelSpec] = {}
 
-    def model_factory(trial: Trial) -> ModelSpec:
-        params_by_model[trial.model_id] = dict(trial.params)
-        est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
-        if store.exists(layout.initial_model_key(run_id, trial.model_id)):  # resumed: keep its files
-            specs[trial.model_id] = _existing_model_spec(run_id, trial, est)
-        else:
-            specs[trial.model_id] = write_initial_model(store, run_id, trial.model_id, est, trial.params)
-        return specs[trial.model_id]
+        def model_factory(trial: Trial) -> ModelSpec:
+            params_by_model[trial.model_id] = dict(trial.params)
+            est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
+            if store.exists(layout.initial_model_key(run_id, trial.model_id)):  # resumed: keep its files
+                specs[trial.model_id] = _existing_model_spec(run_id, trial, est)
+            else:
+                specs[trial.model_id] = write_initial_model(store, run_id, trial.model_id, est, trial.params)
+            return specs[trial.model_id]
 
-    def load_model(model_id: str, version: int) -> Any:
-        return load_trained_model(store, specs[model_id], version)
+        def load_model(model_id: str, version: int) -> Any:
+            return load_trained_model(store, specs[model_id], version)
 
-    settings = RunSettings(
-        run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None
-    )
-    verbose = owner.getOrDefault(owner.verbose)
-    observers = SearchObservers.create(
-        owner, algorithm, dataset, store, run_id, metric, mode, params_by_model, load_model
-    )
-    driver = MopDriver(
-        backend, store, dataset, algorithm, model_factory, settings,
-        callbacks=[*callbacks, *observers.callbacks], control=control,
-    )  # fmt: skip
-    observers.bind(driver.models)
-    logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
-    result: SearchResult | None = None
-    try:
-        with _verbose_logging(0 if observers.live_table else verbose):  # the table shows every epoch
-            result = driver.run(initial_trials=trials, resume=True)
-    finally:
-        observers.close(result)  # None: the search failed or was interrupted
-    return FitOutcome(result, dataset, dict(driver.specs), store)
+        settings = RunSettings(
+            run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None
+        )
+        verbose = owner.getOrDefault(owner.verbose)
+        observers = SearchObservers.create(
+            owner, algorithm, dataset, store, run_id, metric, mode, params_by_model, load_model
+        )
+        driver = MopDriver(
+            backend, store, dataset, algorithm, model_factory, settings,
+            callbacks=[*callbacks, *observers.callbacks], control=control,
+        )  # fmt: skip
+        observers.bind(driver.models)
+        logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
+        result: SearchResult | None = None
+        try:
+            with _verbose_logging(0 if observers.live_table else verbose):  # the table shows every epoch
+                result = driver.run(initial_trials=trials, resume=True)
+        finally:
+            observers.close(result)  # None: the search failed or was interrupted
+        return FitOutcome(result, dataset, dict(driver.specs), store)
+    except BaseException:
+        backend.shutdown()
+        raise
+
+
+#: What each worker runs as soon as it starts (see ``Backend.set_warm_up``): TensorFlow's import.
+WARM_UP_TASK = "cerebro_spark.training.trainer:warm_up"
+
+
+def _prepare_then_start(
+    resolve: Callable[[], DatasetSpec], backend: Backend, description: str
+) -> DatasetSpec:
+    """The data, then the workers at once: they start and import TensorFlow while the driver still
+    imports it and builds and checks the models (``MopDriver`` finds them running)."""
+    dataset = resolve()
+    backend.set_description(description)
+    backend.start()
+    return dataset
 
 
 def _resolve_dataset(

@@ -61,3 +61,21 @@ def block_until_file(ctx: WorkerContext, path: str, timeout_s: float) -> bool:
 def crash(ctx: WorkerContext, code: int = 1) -> None:
     """End the worker's process at once (``os._exit``): a dead executor. Never run it on LocalBackend."""
     os._exit(code)
+
+
+def _warm_up_event(ctx: WorkerContext) -> threading.Event:
+    event: threading.Event = ctx.cache.setdefault("warm_up_done", threading.Event())
+    return event
+
+
+def warm_up_marker(ctx: WorkerContext) -> None:
+    """A warm-up (``Backend.set_warm_up``): records that it ran in this worker, in its own thread."""
+    ctx.cache["warm_up_thread"] = threading.current_thread().name
+    _warm_up_event(ctx).set()
+
+
+def wait_for_warm_up(ctx: WorkerContext, timeout_s: float) -> str | None:
+    """The thread that ran :func:`warm_up_marker` in this worker, once it ran (None after ``timeout_s``)."""
+    if not _warm_up_event(ctx).wait(timeout_s):
+        return None
+    return str(ctx.cache["warm_up_thread"])

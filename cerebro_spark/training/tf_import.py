@@ -14,7 +14,12 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from types import ModuleType
+
+#: Held while TensorFlow is imported: one import at a time (standard error is redirected meanwhile), and
+#: no caller gets the module half-initialized.
+_IMPORT_LOCK = threading.Lock()
 
 #: Lines TensorFlow writes at import that say nothing to a user of this package.
 START_UP_NOISE = (
@@ -46,8 +51,15 @@ def import_tensorflow() -> ModuleType:
     tf_logger = logging.getLogger("tensorflow")
     if not any(isinstance(f, _OwnTracesFilter) for f in tf_logger.filters):
         tf_logger.addFilter(_OwnTracesFilter())
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
+    with _IMPORT_LOCK:  # a worker's warm-up thread may be importing it: wait for the whole module
+        if "tensorflow" in sys.modules:
+            import tensorflow
+
+            return tensorflow
+        return _import_quietly()
+
+
+def _import_quietly() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         sys.stderr.flush()

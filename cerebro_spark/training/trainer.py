@@ -39,6 +39,23 @@ MAX_CACHED_MODELS = int(os.environ.get("CEREBRO_MAX_CACHED_MODELS", "32"))
 INLINE_STATE_MAX_BYTES = int(os.environ.get("CEREBRO_INLINE_STATE_MAX_BYTES", str(256 << 20)))
 
 
+def warm_up(ctx: Any) -> None:
+    """Import TensorFlow (with the task's GPUs visible) as soon as the worker starts: the backend runs it
+    beside the first tasks (``Backend.set_warm_up``), so that :func:`setup_worker` finds it imported."""
+    _show_assigned_gpus(ctx)
+    import_tensorflow()
+
+
+def _show_assigned_gpus(ctx: Any) -> tuple[str, ...]:
+    """Make TensorFlow see only the GPUs Spark assigned to the task, if it is not imported yet."""
+    gpus = tuple(getattr(ctx, "gpus", ()))
+    if gpus and "tensorflow" not in sys.modules:  # TensorFlow numbers the GPUs it sees from 0
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    elif gpus and os.environ.get("CUDA_VISIBLE_DEVICES") != ",".join(gpus):
+        logger.debug("worker %d: TensorFlow already imported; its visible GPUs unchanged", ctx.worker_id)
+    return gpus
+
+
 def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> dict[str, Any]:
     """Limit TensorFlow to the task's cores and GPUs and, if asked, make its ops deterministic.
 
@@ -48,11 +65,7 @@ def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = Fal
     visible devices can no longer change: that is logged, not an error. Returns what the driver logs
     and records in the run record (``workers``): pid, threads, TensorFlow's version, the device.
     """
-    gpus = tuple(getattr(ctx, "gpus", ()))
-    if gpus and "tensorflow" not in sys.modules:  # TensorFlow numbers the GPUs it sees from 0
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    elif gpus:
-        logger.debug("worker %d: TensorFlow already imported; its visible GPUs unchanged", ctx.worker_id)
+    gpus = _show_assigned_gpus(ctx)
     # TensorFlow's C++ logs (its start-up lines, tf.data's harmless "NodeDef mentions attribute" lines) would
     # flood the executors' stderr; errors still surface as Python exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows them.
     tf = import_tensorflow()

@@ -101,6 +101,19 @@ def test_model_that_does_not_fit_the_data_is_refused_before_training(df, store):
     assert store.listdir("runs") == []
 
 
+def test_a_model_refused_after_the_workers_started_stops_them(spark, df, store):
+    # On a SparkBackend the workers start as soon as the data is ready, while the driver still checks
+    # the models: a model that does not fit the data stops them again.
+    from cerebro_spark import SparkBackend
+
+    backend = SparkBackend(spark, num_workers=2)
+    with pytest.raises(DataError, match=r"expects input shape \(7,\)"):
+        search(store, backend=backend, estimator_gen_fn=wrong_input_shape).fit(df)
+    assert not backend.is_running
+    assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
+    assert store.listdir("runs") == []
+
+
 def test_keras_estimator_params_are_checked(df, store):
     import keras
 

@@ -112,6 +112,22 @@ class TestRunningBackend:
             backend.start()
 
 
+def test_each_worker_runs_the_warm_up_in_a_thread_of_its_own(spark: Any) -> None:
+    b = SparkBackend(spark, num_workers=2, heartbeat_s=0.2)
+    b.set_warm_up("cerebro_spark.testing.tasks:warm_up_marker")
+    assert not b.is_running
+    with b:
+        assert b.is_running
+        for worker in (0, 1):
+            b.submit(
+                worker,
+                TaskRequest(10 + worker, "cerebro_spark.testing.tasks:wait_for_warm_up", {"timeout_s": 60}),
+            )
+        threads = [b.next_result(timeout=90) for _ in range(2)]
+    assert not b.is_running
+    assert [r.value for r in threads] == ["cerebro-warm-up", "cerebro-warm-up"]
+
+
 def test_too_many_workers_fails_fast(spark: Any) -> None:
     started = time.monotonic()
     with pytest.raises(BackendError, match=r"num_workers=3 .* only 2 task slots .* barrier stage"):
