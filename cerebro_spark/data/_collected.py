@@ -60,7 +60,12 @@ def collect_arrow(df: DataFrame) -> pa.Table:
     to_arrow = getattr(df, "toArrow", None)
     if to_arrow is not None:
         return to_arrow()
-    return pa.Table.from_batches(df._collect_as_arrow())  # pyspark 3.5
+    batches = df._collect_as_arrow()  # pyspark 3.5: no batches at all for no rows
+    if batches:
+        return pa.Table.from_batches(batches)
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(df.schema).empty_table()
 
 
 def summarize_table(table: pa.Table, columns: Sequence[SourceColumn]) -> Summary:
