@@ -3,7 +3,8 @@
 ``KerasEstimator.fit`` is a search of one configuration; ``GridSearch``/``RandomSearch`` pass their
 algorithm. The order matters for users: every check that needs no Spark job runs first; then the
 data is prepared (or reused) in a thread while the models are built and checked (a bad model cancels
-the preparation); then models are written to the Store and trained.
+the preparation), and that thread starts the workers as soon as the data is ready; then models are
+written to the Store and trained (any error before that stops the workers again).
 """
 
 from __future__ import annotations
