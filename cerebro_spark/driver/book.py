@@ -206,6 +206,20 @@ class ModelBook:
             return self.search.on_epoch_end(model_id, epoch, metrics)
         return Decision(stop=True, reason=f"completed {target} epochs") if epoch >= target else Decision()
 
+    def after_epoch(self, model_id: str, epoch: int, metrics: dict[str, float]) -> None:
+        """The model closed ``epoch`` with ``metrics``: it moves as :meth:`decide` says (completed,
+        or stopped short of its epochs; paused; or on to its next epoch), then the rest of the
+        decision is applied (:meth:`apply`)."""
+        decision = self.decide(model_id, epoch, metrics)
+        if decision.stop:
+            completed = epoch >= self.max_epochs(model_id)
+            self.end(model_id, COMPLETED if completed else STOPPED, decision.reason)
+        elif decision.pause:
+            self.pause(model_id)
+        else:
+            self.next_epoch(model_id)
+        self.apply(decision)
+
     def max_epochs(self, model_id: str) -> int:
         """The epochs the model is meant to train in all."""
         target = self._lines[model_id].target

@@ -23,7 +23,7 @@ import cerebro_spark.driver.resume as resuming
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerLostError
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver.background_store import BackgroundStore
-from cerebro_spark.driver.book import COMPLETED, PAUSED, RUNNING, STOPPED, ModelBook
+from cerebro_spark.driver.book import PAUSED, RUNNING, ModelBook
 from cerebro_spark.driver.commands import LiveCommands
 from cerebro_spark.driver.control import SearchControl
 from cerebro_spark.driver.lease import RunLease
@@ -143,7 +143,7 @@ class MopDriver:
             self.book.add(trial)  # build every initial model before any Spark job
         if log is not None:
             self._previous_wall = resuming.restore(
-                log, self.book, self.recorder, self.commands, self._take_recorded
+                log, self.book, self.recorder, self.commands, self.workers.track, self._on_result
             )
         self._write_run_record("running", started)
         status = "failed"
@@ -172,19 +172,10 @@ class MopDriver:
         finally:
             self.backend.shutdown()
             self._write_run_record(status, started)
-            self._close_store(status)
+            self.recorder.close(status)
             if self.control is not None:
                 self.control.close("finished" if status == "completed" else status, self._snapshot())
         return self._result(time.time() - started)
-
-    def _close_store(self, status: str) -> None:
-        """Wait for the queued Store writes; a failed one fails a completed run (else it is logged)."""
-        try:
-            self.store.close()
-        except Exception as err:
-            if status == "completed":
-                raise
-            logger.warning("run %s: a Store write failed as the run ended: %s", self.settings.run_id, err)
 
     def _dispatch(self) -> None:
         for assignment in self.scheduler.next_assignments(self.workers.idle()):
@@ -272,15 +263,7 @@ class MopDriver:
         self.recorder.delete_checkpoints(model_id, self.book.stale_versions(model_id))
         self.recorder.epoch_end(record)
         logger.info("model %s epoch %d: %s", model_id, end.epoch, _format_metrics(record.metrics))
-        decision = self.book.decide(model_id, end.epoch, record.metrics)
-        if decision.stop:
-            completed = end.epoch >= self.book.max_epochs(model_id)
-            self.book.end(model_id, COMPLETED if completed else STOPPED, decision.reason)
-        elif decision.pause:
-            self.book.pause(model_id)
-        else:
-            self.book.next_epoch(model_id)
-        self.book.apply(decision)
+        self.book.after_epoch(model_id, end.epoch, record.metrics)
 
     def _on_failure(self, a: Assignment, result: TaskResult) -> None:
         """A unit failed: the model fails (with its error) once its other units are back; the others go on."""
@@ -297,22 +280,6 @@ class MopDriver:
         self.book.mark_failing(model_id)
         if not self.workers.in_flight(model_id):
             self._fail(model_id, result.error or model.reason)
-
-    def _take_recorded(self, assignment: Assignment, unit: UnitRecord) -> None:
-        """Take a journal unit's recorded result, as a resume replays it (see resume.py)."""
-        task_id = self.workers.track(assignment, unit.submitted_at)
-        value = {"version": unit.version, "metrics": unit.metrics, "rows": unit.rows, "timings": unit.timings}
-        self._on_result(
-            TaskResult(
-                task_id=task_id,
-                worker_id=unit.worker_id,
-                ok=True,
-                value=value,
-                started_at=unit.started_at,
-                finished_at=unit.finished_at,
-            )
-        )
-        self.units[-1] = unit  # with its original times
 
     def _put_back(
         self,

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cerebro_spark.backend.base import TaskResult
 from cerebro_spark.driver.book import ModelBook
 from cerebro_spark.driver.commands import LiveCommands
 from cerebro_spark.driver.control import command_from_dict
@@ -163,14 +164,17 @@ def restore(
     book: ModelBook,
     recorder: RunRecorder,
     commands: LiveCommands,
-    take: Callable[[Assignment, UnitRecord], None],
+    track: Callable[[Assignment, float], int],
+    on_result: Callable[[TaskResult], None],
 ) -> float:
     """Replay the run's journal and events: the scheduler, the search algorithm and the records end
     in the state the run had when it stopped; nothing runs, and nothing is written meanwhile
     (``recorder`` is muted). Then the stored histories are completed.
 
-    ``take(assignment, unit)`` hands the driver a journal unit as the scheduler assigned it, with
-    its recorded result. Returns the search time of the sessions before this one.
+    Each journal unit is assigned as the scheduler would, counted in flight by
+    ``track(assignment, submitted_at)`` (which returns its task id), and its recorded result is
+    handed to ``on_result``, as the driver takes a result. Returns the search time of the sessions
+    before this one.
     """
     check_resumable(log, recorder.header())
     events = log.events_at()
@@ -178,7 +182,7 @@ def restore(
         for position, unit in enumerate(log.units):
             for event in events.pop(position, []):
                 _replay_event(log, book, commands, event)
-            _replay_unit(log, book, recorder, take, unit)
+            _replay_unit(log, book, recorder, track, on_result, unit)
         for event in events.pop(len(log.units), []):
             _replay_event(log, book, commands, event)
     if events:
@@ -197,14 +201,32 @@ def _replay_unit(
     log: RunLog,
     book: ModelBook,
     recorder: RunRecorder,
-    take: Callable[[Assignment, UnitRecord], None],
+    track: Callable[[Assignment, float], int],
+    on_result: Callable[[TaskResult], None],
     record: UnitRecord,
 ) -> None:
     """Hand out the journal's unit as the scheduler would, and take its recorded result."""
     unit = Unit(record.model_id, record.epoch, record.partition, UnitKind(record.kind))
     if record.model_id not in book.models or unit not in book.scheduler.runnable_units(record.partition):
         raise mismatch(log, f"its unit {unit} is not runnable after {len(recorder.units)} units")
-    take(book.scheduler.assign(record.partition, unit), record)
+    task_id = track(book.scheduler.assign(record.partition, unit), record.submitted_at)
+    value = {
+        "version": record.version,
+        "metrics": record.metrics,
+        "rows": record.rows,
+        "timings": record.timings,
+    }
+    on_result(
+        TaskResult(
+            task_id=task_id,
+            worker_id=record.worker_id,
+            ok=True,
+            value=value,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+    )
+    recorder.units[-1] = record  # with its original times
 
 
 def _replay_event(log: RunLog, book: ModelBook, commands: LiveCommands, event: dict[str, Any]) -> None:

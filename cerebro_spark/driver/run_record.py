@@ -9,13 +9,16 @@
 - ``search.json``, the run record: settings, status, every model's state.
 
 The driver's callbacks hear of each unit and epoch through it too. A resume replays the journal
-with the recorder :meth:`~RunRecorder.muted`: nothing is written and no callback is called.
+with the recorder :meth:`~RunRecorder.muted`: nothing is written and no callback is called. The
+writes are queued (:class:`~cerebro_spark.driver.background_store.BackgroundStore`); the run's end
+waits for them (:meth:`~RunRecorder.close`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,12 +26,14 @@ from typing import Any
 
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.spec import DatasetSpec
+from cerebro_spark.driver.background_store import BackgroundStore
 from cerebro_spark.driver.records import EpochRecord, ModelRecord, ModelStatus, SearchResult, UnitRecord
 from cerebro_spark.driver.settings import DriverCallback, RunSettings
 from cerebro_spark.errors import TrainingError
 from cerebro_spark.search import SearchAlgorithm
 from cerebro_spark.store import layout
-from cerebro_spark.store.base import Store
+
+logger = logging.getLogger(__name__)
 
 
 def events_key(run_id: str) -> str:
@@ -41,8 +46,8 @@ class RunRecorder:
 
     Parameters
     ----------
-    store : Store
-        Where the run's files go.
+    store : BackgroundStore
+        Where the run's files go (the writes queued, in order).
     settings : RunSettings
         The run's settings (its id names the files).
     callbacks : sequence of DriverCallback
@@ -59,7 +64,7 @@ class RunRecorder:
 
     def __init__(
         self,
-        store: Store,
+        store: BackgroundStore,
         settings: RunSettings,
         callbacks: Sequence[DriverCallback],
         *,
@@ -126,6 +131,16 @@ class RunRecorder:
         if not self._muted:
             for version in versions:
                 self.store.delete(layout.checkpoint_key(self.run_id, model_id, version))
+
+    def close(self, status: str) -> None:
+        """The run ended with ``status``: wait for the queued writes; a failed one fails a completed
+        run (else it is logged)."""
+        try:
+            self.store.close()
+        except Exception as err:
+            if status == "completed":
+                raise
+            logger.warning("run %s: a Store write failed as the run ended: %s", self.run_id, err)
 
     def header(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run it continues."""

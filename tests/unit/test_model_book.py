@@ -185,3 +185,21 @@ def test_user_model_ids_count_on(book):
     assert book.user_model_ids(2) == ("u0000", "u0001")
     book.add(Trial("u0000", {"rate": 3.0}), target=1)
     assert book.user_model_ids(1) == ("u0001",) and book.max_epochs("u0000") == 1
+
+
+def test_after_an_epoch_the_model_moves_as_decided(book, monkeypatch):
+    record = train_epoch(book, "m0000")  # the grid: on to epoch 2
+    book.after_epoch("m0000", record.epoch, record.metrics)
+    assert book.status("m0000") is RUNNING and next_epoch_runnable(book, "m0000") == [2]
+    record = train_epoch(book, "m0000")  # its last epoch: completed
+    book.after_epoch("m0000", record.epoch, record.metrics)
+    assert book.status("m0000") is COMPLETED and book.models["m0000"].reason
+    monkeypatch.setattr(book.search, "on_epoch_end", lambda *_: Decision(stop=True, reason="early"))
+    record = train_epoch(book, "m0001")  # short of its 2 epochs: stopped
+    book.after_epoch("m0001", record.epoch, record.metrics)
+    assert (book.status("m0001"), book.models["m0001"].reason) == (STOPPED, "early")
+    book.add(Trial("m0002", {"rate": 3.0}))
+    monkeypatch.setattr(book.search, "on_epoch_end", lambda *_: Decision(pause=True))
+    record = train_epoch(book, "m0002")
+    book.after_epoch("m0002", record.epoch, record.metrics)
+    assert book.status("m0002") is PAUSED
