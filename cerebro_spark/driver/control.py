@@ -111,7 +111,6 @@ class SearchControl:
         self._lock = threading.Lock()
         self._snapshot: SearchResult | None = None
         self._state = "starting"
-        self._changed = threading.Condition(self._lock)
 
     # ---- the user's side -------------------------------------------------------------------
 
@@ -141,11 +140,6 @@ class SearchControl:
         with self._lock:
             return self._state
 
-    def wait_for_change(self, timeout: float | None = None) -> bool:
-        """Block until the driver publishes again (or ``timeout``); False on timeout."""
-        with self._changed:
-            return self._changed.wait(timeout)
-
     # ---- the driver's side -----------------------------------------------------------------
 
     def drain(self) -> list[tuple[Command, Future[Any]]]:
@@ -159,17 +153,15 @@ class SearchControl:
 
     def publish(self, snapshot: SearchResult, state: str = "running") -> None:
         """Make ``snapshot`` the one users see; ``state`` says where the search is."""
-        with self._changed:
+        with self._lock:
             self._snapshot, self._state = snapshot, state
-            self._changed.notify_all()
 
     def close(self, state: str, snapshot: SearchResult | None = None) -> None:
         """The search ended (``finished``, ``failed``, ``interrupted``): fail the commands still queued."""
-        with self._changed:
+        with self._lock:
             self._state = state
             if snapshot is not None:
                 self._snapshot = snapshot
-            self._changed.notify_all()
         for command, future in self.drain():
             future.set_exception(
                 InvalidParamError(f"The search ended ({state}) before the command applied: {command}.")
