@@ -22,7 +22,7 @@ from cerebro_spark.driver.control import (
     ResumeModel,
     SearchControl,
     StopModel,
-    check_epochs,
+    check_target_epochs,
     command_to_dict,
 )
 from cerebro_spark.driver.records import ModelRecord, ModelStatus, SearchResult
@@ -83,7 +83,7 @@ class LiveCommands:
         if isinstance(command, StopModel):
             stale = self._stop(command.model_id, command.reason)
         elif isinstance(command, ResumeModel):
-            self._resume(command.model_id, check_epochs(command.epochs))
+            self._resume(command.model_id, check_target_epochs(command.epochs))
         elif isinstance(command, AddModels):
             command = replace(
                 command, model_ids=command.model_ids or self.book.user_model_ids(len(command.params))
@@ -146,7 +146,7 @@ class LiveCommands:
             raise InvalidParamError(
                 f"add_models needs at least one configuration. Received: {command.params!r}"
             )
-        target = check_epochs(command.epochs) or self.book.search.num_epochs
+        target = check_target_epochs(command.epochs) or self.book.search.num_epochs
         for model_id, params in zip(command.model_ids, command.params, strict=True):
             if model_id in self.book.models:
                 raise InvalidParamError(f"Cannot add model {model_id!r}: a model with this id exists.")

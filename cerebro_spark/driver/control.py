@@ -88,11 +88,17 @@ def command_from_dict(data: dict[str, Any]) -> Command:
     return command
 
 
-def check_epochs(epochs: Any) -> int | None:
-    """``epochs`` if it is None or an int >= 1, else :class:`InvalidParamError`."""
+def check_target_epochs(epochs: Any) -> int | None:
+    """A command's target number of epochs: ``epochs`` if it is None (the search's epochs) or an
+    int >= 1, else :class:`InvalidParamError`."""
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise InvalidParamError(f"epochs must be an int >= 1 or None. Received: epochs={epochs!r}")
     return epochs
+
+
+#: The former name, still imported by :mod:`cerebro_spark.ml.search_handle`; remove once it
+#: imports :func:`check_target_epochs`.
+check_epochs = check_target_epochs
 
 
 class SearchControl:

@@ -18,7 +18,7 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
-def check_epochs(min_epochs: Any, max_epochs: Any) -> tuple[int, int]:
+def check_epoch_range(min_epochs: Any, max_epochs: Any) -> tuple[int, int]:
     """Return ``(min_epochs, max_epochs)`` if both are ints >= 1 with ``min_epochs <= max_epochs``."""
     low = check_positive_int("min_epochs", min_epochs)
     high = check_positive_int("max_epochs", max_epochs)

@@ -8,7 +8,7 @@ from typing import Any
 
 from cerebro_spark.errors import SchedulerError
 from cerebro_spark.search._rungs import (
-    check_epochs,
+    check_epoch_range,
     check_metric,
     check_reduction_factor,
     check_seed,
@@ -83,7 +83,7 @@ class ASHAAlgorithm(SearchAlgorithm):
         max_concurrent: int | None = None,
     ) -> None:
         self.num_models = check_positive_int("num_models", num_models)
-        self.min_epochs, self.num_epochs = check_epochs(min_epochs, max_epochs)
+        self.min_epochs, self.num_epochs = check_epoch_range(min_epochs, max_epochs)
         self.eta = check_reduction_factor(reduction_factor)
         self.seed = check_seed(seed)
         self.metric, self.mode = check_metric(metric, mode)

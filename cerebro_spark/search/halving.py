@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cerebro_spark.search._rungs import (
-    check_epochs,
+    check_epoch_range,
     check_metric,
     check_reduction_factor,
     check_seed,
@@ -202,7 +202,7 @@ class SuccessiveHalvingAlgorithm(_RungSearch):
         mode: str,
     ) -> None:
         self.num_models = check_positive_int("num_models", num_models)
-        min_epochs, max_epochs = check_epochs(min_epochs, max_epochs)
+        min_epochs, max_epochs = check_epoch_range(min_epochs, max_epochs)
         self.eta = check_reduction_factor(reduction_factor)
         self._setup(space, max_epochs, seed, metric, mode)
         self.min_epochs = min_epochs
@@ -264,7 +264,7 @@ class HyperbandAlgorithm(_RungSearch):
         metric: str,
         mode: str,
     ) -> None:
-        min_epochs, max_epochs = check_epochs(min_epochs, max_epochs)
+        min_epochs, max_epochs = check_epoch_range(min_epochs, max_epochs)
         self.eta = check_reduction_factor(reduction_factor)
         self._setup(space, max_epochs, seed, metric, mode)
         self.min_epochs = min_epochs
