@@ -1,6 +1,6 @@
 """The Spark side of SparkBackend: one barrier stage of long-lived worker tasks, run from a driver thread.
 
-The stage is launched through a :mod:`~cerebro_spark.backend._session` handle: an RDD barrier job on a
+The stage is launched through a :mod:`~cerebro_spark.backend.session` handle: an RDD barrier job on a
 classic session, ``mapInArrow(..., barrier=True)`` on a Spark Connect one.
 """
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from cerebro_spark.backend import _executor_loop
 
 if TYPE_CHECKING:
-    from cerebro_spark.backend._session import ClassicSpark, ConnectSpark
+    from cerebro_spark.backend.session import ClassicSpark, ConnectSpark
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.backend._barrier_job import BarrierJob, JobEnded
 from cerebro_spark.backend._control_server import ControlServer, WorkerLost, WorkerReady
-from cerebro_spark.backend._session import spark_handle
 from cerebro_spark.backend.base import (
     DEFAULT_MAX_RESTARTS,
     Backend,
@@ -20,12 +19,13 @@ from cerebro_spark.backend.base import (
     check_max_restarts,
 )
 from cerebro_spark.backend.protocol import Shutdown, new_secret
+from cerebro_spark.backend.session import spark_handle
 from cerebro_spark.errors import BackendError, InvalidParamError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from cerebro_spark.backend._session import ClassicSpark, ConnectSpark
+    from cerebro_spark.backend.session import ClassicSpark, ConnectSpark
 
     SparkHandle = ClassicSpark | ConnectSpark
 
@@ -292,7 +292,7 @@ class SparkBackend(Backend):
     # -- start ---------------------------------------------------------------------------------
 
     def _cluster_of_session(self) -> SparkHandle:
-        """The session's Spark, classic or Spark Connect (see :mod:`cerebro_spark.backend._session`)."""
+        """The session's Spark, classic or Spark Connect (see :mod:`cerebro_spark.backend.session`)."""
         from pyspark.sql import SparkSession
 
         spark = self._spark or SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()

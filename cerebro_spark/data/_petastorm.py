@@ -1,6 +1,6 @@
 """The optional Petastorm reader (``reader="petastorm"``): one prepared partition through ``make_batch_reader``.
 
-It imports Petastorm lazily (so does :mod:`cerebro_spark.data._petastorm_dataset`, for a Petastorm dataset's
+It imports Petastorm lazily (so does :mod:`cerebro_spark.data.petastorm_dataset`, for a Petastorm dataset's
 Unischema). Petastorm 0.13.1 reads only with pyarrow < 15 and numpy < 2, so it has an extra and an
 environment of its own (docs/petastorm.md). It reads the partition's Parquet file row group by row group, in
 file order, so it gives the same rows in the same order as the default pyarrow reader; the worker then
@@ -12,16 +12,14 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from cerebro_spark.data.partition import PartitionData
 from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
 from cerebro_spark.errors import DataError, InvalidParamError, MissingDependencyError
 from cerebro_spark.store.base import Store
-
-if TYPE_CHECKING:
-    from cerebro_spark.data.reader import PartitionData
 
 INSTALL_HINT = (
     "pip install 'cerebro_spark[petastorm,tf]' in an environment of its own (Petastorm 0.13.1 needs "
@@ -87,8 +85,6 @@ def read_partition_petastorm(store: Store, spec: DatasetSpec, part: PartitionSpe
     DataError
         If the file is missing or disagrees with the spec.
     """
-    from cerebro_spark.data.reader import PartitionData
-
     check_columns(spec)
     weight = (spec.weight,) if spec.weight is not None else ()
     columns = spec.features + spec.labels + weight
@@ -115,7 +111,7 @@ def _batches(store: Store, part: PartitionSpec, names: list[str]) -> list[dict[s
     local = store.local_path(part.key)
     url = f"file://{local}" if local is not None else f"{store.url.rstrip('/')}/{part.key}"
     # Petastorm's fsspec options are the Store's (credentials of s3://, gs://... Stores).
-    options = getattr(store, "_storage_options", None) or None
+    options = store.storage_options or None
     fields = [f"^{re.escape(n)}$" for n in names]
     # catch_warnings swaps the process-wide filters: two readers in one process (LocalBackend's worker
     # threads) must not interleave, or one restores the filters while the other still reads.

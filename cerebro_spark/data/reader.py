@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cerebro_spark.data._petastorm import check_columns, import_petastorm, read_partition_petastorm
+from cerebro_spark.data.partition import PartitionData
 from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.store.base import Store
@@ -29,65 +30,22 @@ _SPLITS = ("train", "val")
 _IS_LIST = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class PartitionData:
-    """The rows of one prepared partition as numpy arrays.
+def check_reader(reader: str, dataset: DatasetSpec | None = None) -> None:
+    """On the driver, before any job: whether workers can read with ``reader`` ('pyarrow' always can;
+    'petastorm' needs Petastorm installed) and, given the prepared ``dataset``, read its columns.
 
-    Attributes
-    ----------
-    features, labels : tuple of numpy.ndarray
-        One array per column, in the spec's order, of shape ``(rows, *column.shape)``. Arrays read from
-        a file may be read-only views of Arrow memory.
-    rows : int
-        The number of rows.
-    weights : numpy.ndarray or None
-        The sample weights (float32, one per row), or None without a weight column.
+    Raises
+    ------
+    MissingDependencyError
+        If ``reader`` is 'petastorm' and Petastorm is not installed.
+    InvalidParamError
+        If Petastorm cannot read a column of ``dataset`` (rows of two or more dimensions).
     """
-
-    features: tuple[np.ndarray, ...]
-    labels: tuple[np.ndarray, ...]
-    rows: int
-    weights: np.ndarray | None = None
-
-    def x(self, order: list[int] | None = None) -> np.ndarray | list[np.ndarray]:
-        """The features as Keras ``fit`` takes them: one array for one input, else a list.
-
-        ``order`` lists, per model input, the index of its feature column (default: the spec's order).
-        """
-        arrays = list(self.features) if order is None else [self.features[i] for i in order]
-        return arrays[0] if len(arrays) == 1 else arrays
-
-    def y(self, order: list[int] | None = None) -> np.ndarray | list[np.ndarray]:
-        """The labels as Keras ``fit`` takes them: one array for one output, else a list (see :meth:`x`)."""
-        arrays = list(self.labels) if order is None else [self.labels[i] for i in order]
-        return arrays[0] if len(arrays) == 1 else arrays
-
-    def shuffled(self, seed: int) -> PartitionData:
-        """The same rows in the order of ``np.random.default_rng(seed).permutation(rows)``.
-
-        Parameters
-        ----------
-        seed : int
-            The permutation's seed, for example :func:`unit_seed`.
-
-        Returns
-        -------
-        PartitionData
-            New arrays; features and labels are permuted alike.
-        """
-        order = np.random.default_rng(seed).permutation(self.rows)
-        return PartitionData(
-            features=tuple(a[order] for a in self.features),
-            labels=tuple(a[order] for a in self.labels),
-            rows=self.rows,
-            weights=None if self.weights is None else self.weights[order],
-        )
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the arrays."""
-        weights = 0 if self.weights is None else int(self.weights.nbytes)
-        return sum(int(a.nbytes) for a in self.features + self.labels) + weights
+    if reader != "petastorm":
+        return
+    import_petastorm()
+    if dataset is not None:
+        check_columns(dataset)
 
 
 def read_partition(store: Store, spec: DatasetSpec, split: str, index: int) -> PartitionData:
@@ -122,8 +80,6 @@ def read_partition(store: Store, spec: DatasetSpec, split: str, index: int) -> P
     """
     part = _partition(spec, split, index)
     if spec.reader == "petastorm":  # the optional reader: its own module, its own environment
-        from cerebro_spark.data._petastorm import read_partition_petastorm
-
         return read_partition_petastorm(store, spec, part)
     weight = (spec.weight,) if spec.weight is not None else ()
     table = _read_table(store, part, [c.name for c in spec.features + spec.labels + weight])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from cerebro_spark.backend._session import ClassicSpark, ConnectSpark
+    from cerebro_spark.backend.session import ClassicSpark, ConnectSpark
 
 logger = logging.getLogger(__name__)
 

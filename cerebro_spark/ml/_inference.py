@@ -11,6 +11,7 @@ inputs never leave the JVM.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import threading
@@ -27,6 +28,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cerebro_spark.errors import DataError, InvalidParamError
+from cerebro_spark.training.keras_io import model_from_bytes
+from cerebro_spark.training.tf_import import import_tensorflow
 
 _LOCK = threading.Lock()
 _LOADED: dict[str, Any] = {}  # per Python worker process: model digest -> loaded Keras model
@@ -336,10 +339,6 @@ def _load(
     with _LOCK:
         model = _LOADED.get(digest)
         if model is None:
-            import gc
-
-            from cerebro_spark.training.keras_io import model_from_bytes
-
             _limit_threads()
             gc.unfreeze()  # the model this process held before may go
             _LOADED.clear()  # keep one model per process: transforms of many models don't pile up
@@ -361,8 +360,6 @@ def _limit_threads() -> None:
     if context is None:  # not in a Spark task: leave TensorFlow's defaults
         return
     cpus = int(context.cpus())
-    from cerebro_spark.training.tf_import import import_tensorflow
-
     tf = import_tensorflow()
 
     try:

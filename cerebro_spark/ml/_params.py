@@ -17,6 +17,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.ml._dataset import PreparedData
 from cerebro_spark.store.base import Store
 
 
@@ -276,8 +277,6 @@ class HasDataParams(Params):
         --------
         >>> result = GridSearch(...).fit_on_prepared_data("data/0123abcd")  # doctest: +SKIP
         """
-        from cerebro_spark.ml._fit import PreparedData
-
         return self.fit(PreparedData(prepared))  # type: ignore[attr-defined]
 
 

@@ -49,6 +49,8 @@ from cerebro_spark._trust import require_trust
 from cerebro_spark._trust import trust_pickles as trusted_block
 from cerebro_spark._version import __version__
 from cerebro_spark.backend.base import Backend
+from cerebro_spark.backend.local import LocalBackend
+from cerebro_spark.backend.spark import SparkBackend
 from cerebro_spark.errors import PersistenceError, StoreError
 from cerebro_spark.store.base import Store
 from cerebro_spark.store.fs import create_store
@@ -304,9 +306,6 @@ def decode_value(
 
 
 def _restore_backend(descriptor: dict[str, Any], what: str) -> Backend | None:
-    from cerebro_spark.backend.local import LocalBackend
-    from cerebro_spark.backend.spark import SparkBackend
-
     restorable: dict[str, type[Backend]] = {
         f"{c.__module__}.{c.__name__}": c for c in (SparkBackend, LocalBackend)
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyspark import keyword_only
@@ -12,6 +12,7 @@ from pyspark.ml.param import Param, TypeConverters
 from pyspark.sql import DataFrame
 
 from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.ml._fit import run_search
 from cerebro_spark.ml._params import (
     HasDataParams,
     HasOutputParams,
@@ -22,11 +23,11 @@ from cerebro_spark.ml._params import (
     validate_params,
 )
 from cerebro_spark.ml._persistence import Persistable
+from cerebro_spark.ml.model import KerasModel
+from cerebro_spark.search import FixedTrialsAlgorithm, SingleTrialAlgorithm
 
 if TYPE_CHECKING:
     from typing import Unpack  # Python >= 3.11; annotations only
-
-    from cerebro_spark.ml.model import KerasModel
 
 
 class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputParams, Persistable):
@@ -189,17 +190,86 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputPar
         iterator of (int, KerasModel)
             Thread-safe, as pyspark requires; the training runs on the first ``next``.
         """
-        from cerebro_spark.ml._fit import fit_param_maps
-
         maps = [dict(m) for m in paramMaps]
         return _ModelsInOrder(lambda: fit_param_maps(self, dataset, maps))
 
     def _fit(self, dataset: DataFrame) -> KerasModel:
-        from cerebro_spark.ml._fit import fit_single_estimator
-
         validate_params(self)
         self.validate_model_params()
         return fit_single_estimator(self, dataset)
+
+
+def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
+    """``KerasEstimator.fit``: a search of one configuration; returns the model after its last epoch."""
+    validation = est.getOrDefault(est.validation)
+    metric = "val_loss" if validation not in (None, 0, 0.0) else "loss"
+    outcome = run_search(
+        est, df, SingleTrialAlgorithm(est.getNumEpochs()), lambda trial: est, metric=metric, mode="min"
+    )
+    record = next(iter(outcome.result.models.values()))
+    spec = outcome.specs[record.model_id]
+    return KerasModel.from_store(outcome.store, spec, record.version, est, history=record.metric_series())
+
+
+#: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
+SHARED_PARAMS = (
+    "store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id", "tensorboard",
+    "mlflow_experiment", "sample_weight_column", "reader",
+)  # fmt: skip
+
+
+def fit_param_maps(
+    est: KerasEstimator, df: DataFrame, param_maps: Sequence[dict[Any, Any]]
+) -> list[KerasModel]:
+    """``KerasEstimator.fitMultiple``: one model per param map, all trained together with MOP on data
+    prepared once; returns the models (after their last epoch) in the order of ``param_maps``."""
+    for param_map in param_maps:
+        varying = sorted(p.name for p in param_map if p.name in SHARED_PARAMS)
+        if varying:
+            raise InvalidParamError(
+                f"fitMultiple trains every param map on the same prepared data and run, so {varying} "
+                f"cannot vary between param maps. Received a param map setting {varying}."
+            )
+    estimators = [est.copy(dict(param_map)) for param_map in param_maps]
+    for copy in estimators:
+        validate_params(copy)
+        copy.validate_model_params()
+    configs = [{p.name: _describe(v) for p, v in param_map.items()} for param_map in param_maps]
+    algorithm = FixedTrialsAlgorithm(configs, [e.getNumEpochs() for e in estimators])
+    by_id = {t.model_id: e for t, e in zip(algorithm.initial_trials(), estimators, strict=True)}
+    metric = "val_loss" if est.getOrDefault(est.validation) not in (None, 0) else "loss"
+    outcome = run_search(est, df, algorithm, lambda trial: by_id[trial.model_id], metric=metric, mode="min")
+    return [
+        KerasModel.from_store(
+            outcome.store,
+            outcome.specs[model_id],
+            record.version,
+            by_id[model_id],
+            history=record.metric_series(),
+        )  # fmt: skip
+        for model_id, record in outcome.result.models.items()
+    ]
+
+
+def _describe(value: Any) -> Any:
+    """A param value as a run record can show it (optimizers and models by their class name)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    return type(value).__name__
+
+
+def estimator_of(gen_fn: Callable[[dict[str, Any]], Any], params: Mapping[str, Any]) -> KerasEstimator:
+    """What a search's ``estimator_gen_fn`` returns for the configuration ``params``: a KerasEstimator,
+    else an error naming what it returned."""
+    est = gen_fn(dict(params))
+    if not isinstance(est, KerasEstimator):
+        raise InvalidParamError(
+            f"estimator_gen_fn must return a KerasEstimator. Received: {type(est).__name__} "
+            f"for the configuration {dict(params)!r}."
+        )
+    return est
 
 
 class _ModelsInOrder:

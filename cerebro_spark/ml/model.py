@@ -9,7 +9,7 @@ from pyspark.ml import Model
 from pyspark.ml.param import Param
 from pyspark.sql import DataFrame
 
-from cerebro_spark.backend._session import spark_handle
+from cerebro_spark.backend.session import spark_handle
 from cerebro_spark.data.spec import match_columns
 from cerebro_spark.ml._inference import input_columns, plan_outputs, predict_columns
 from cerebro_spark.ml._model_io import load_trained_model
@@ -21,7 +21,14 @@ from cerebro_spark.ml._params import (
     prediction_param_values,
     validate_params,
 )
-from cerebro_spark.ml._persistence import Persistable, SavedFiles
+from cerebro_spark.ml._persistence import (
+    Persistable,
+    SavedFiles,
+    decode_value,
+    encode_value,
+    read_trusted,
+    unpickle,
+)
 from cerebro_spark.store.base import Store
 from cerebro_spark.training.io_mapping import input_names
 from cerebro_spark.training.keras_io import dump_custom_objects, model_from_bytes, model_to_bytes
@@ -146,14 +153,33 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
             )  # fmt: skip
 
     def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:
-        from cerebro_spark.ml._saved_models import save_keras_model
+        return self._write_files(files)
 
-        return save_keras_model(self, files)
+    def _write_files(self, files: SavedFiles, prefix: str = "") -> dict[str, Any]:
+        """Write the ``.keras`` file (and custom objects) under ``prefix``; return its metadata."""
+        files.write_bytes(f"{prefix}model.keras", self._model_bytes or model_to_bytes(self.keras()))
+        extra: dict[str, Any] = {
+            "model": f"{prefix}model.keras",
+            "history": self.history,
+            "custom_objects": None,
+        }
+        if self._custom_objects:
+            extra["custom_objects"] = f"{prefix}custom_objects.pkl"
+            files.write_bytes(extra["custom_objects"], self._custom_objects)
+        extra["params_used"] = encode_value(self.params_used, f"{prefix}params_used", files, "params_used")
+        return extra
 
     def _load_extra(self, files: SavedFiles, extra: dict[str, Any], saved_with: dict[str, str]) -> None:
-        from cerebro_spark.ml._saved_models import load_keras_model
-
-        load_keras_model(self, files, extra, saved_with)
+        """Fill this model from what :meth:`_write_files` wrote (the Keras model itself loads lazily)."""
+        self._model_bytes = files.read_bytes(extra["model"])
+        self._keras = None
+        if extra.get("custom_objects"):
+            what = f"the custom objects of the model in {files.path!r}"
+            data = read_trusted(files, extra["custom_objects"], what)
+            unpickle(data, what, saved_with)  # fails now, clearly, rather than in transform on the executors
+            self._custom_objects = data
+        self.history = {k: list(v) for k, v in extra.get("history", {}).items()}
+        self.params_used = decode_value(extra["params_used"], files, "params_used", saved_with)
 
 
 _OUTPUT_PARAMS = ("probability_col", "raw_prediction_col", "output_type", "task")

@@ -20,9 +20,10 @@ from cerebro_spark.driver.control import (
     ResumeModel,
     SearchControl,
     StopModel,
-    check_epochs,
+    check_target_epochs,
 )
 from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.observers.history import leaderboard_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,7 +86,7 @@ class SearchHandle:
     def resume_model(self, model_id: str, epochs: int | None = None) -> Future[None]:
         """Train a stopped, completed or paused model on until it has ``epochs`` epochs in all
         (default: the search's epochs). The user's target, not the algorithm, then decides its end."""
-        return self._control.submit(ResumeModel(_model_id(model_id), check_epochs(epochs)))
+        return self._control.submit(ResumeModel(_model_id(model_id), check_target_epochs(epochs)))
 
     def add_models(self, params: Sequence[Mapping[str, Any]], epochs: int | None = None) -> Future[list[str]]:
         """Start a model per configuration (``estimator_gen_fn(params)`` builds it), each trained
@@ -94,7 +95,7 @@ class SearchHandle:
             raise InvalidParamError(
                 f"add_models needs a non-empty list of configurations (dicts). Received: params={params!r}"
             )
-        return self._control.submit(AddModels(tuple(dict(p) for p in params), check_epochs(epochs)))
+        return self._control.submit(AddModels(tuple(dict(p) for p in params), check_target_epochs(epochs)))
 
     def interrupt(self) -> Future[None]:
         """End the search as Ctrl-C would (recorded as interrupted): fit again with this run id to
@@ -124,8 +125,6 @@ class SearchHandle:
     def leaderboard(self) -> pd.DataFrame:
         """The leaderboard so far (as ``ModelSelectionModel.leaderboard``); empty before the start."""
         import pandas as pd
-
-        from cerebro_spark.ml.history import leaderboard_frame
 
         snapshot = self._control.snapshot()
         return pd.DataFrame() if snapshot is None else leaderboard_frame(snapshot)

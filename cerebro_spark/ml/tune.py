@@ -25,6 +25,8 @@ from cerebro_spark.ml._params import (
     validate_params,
 )
 from cerebro_spark.ml._persistence import Persistable
+from cerebro_spark.ml.estimator import estimator_of
+from cerebro_spark.ml.search_handle import SearchHandle
 from cerebro_spark.ml.selection import ModelSelectionModel
 from cerebro_spark.search import (
     GridSearchAlgorithm,
@@ -38,8 +40,6 @@ from cerebro_spark.store import layout
 
 if TYPE_CHECKING:
     from typing import Unpack  # Python >= 3.11; annotations only
-
-    from cerebro_spark.ml.search_handle import SearchHandle
 
 
 class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputParams, Persistable):
@@ -99,8 +99,6 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputPa
         >>> handle.stop_model("m0003"); handle.add_models([{"lr": 3e-3}])  # doctest: +SKIP
         >>> result = handle.result()  # doctest: +SKIP
         """
-        from cerebro_spark.ml.search_handle import SearchHandle
-
         search = self.copy(params) if params else self
         validate_params(search)
         run = resolve_run(search)
@@ -129,7 +127,7 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputPa
         mode = resolve_mode(metric, self.getOrDefault(self.mode))
         run_id, seed = run if run is not None else resolve_run(self)
         outcome = run_search(
-            self, dataset, self._algorithm(seed), lambda trial: gen_fn(dict(trial.params)), metric=metric,
+            self, dataset, self._algorithm(seed), lambda trial: estimator_of(gen_fn, trial.params), metric=metric,
             mode=mode, run=(run_id, seed), control=control, dataset=prepared, callbacks=callbacks,
         )  # fmt: skip
         return ModelSelectionModel._create(outcome.result, outcome.specs, outcome.store, self)

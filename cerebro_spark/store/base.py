@@ -11,15 +11,31 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, ClassVar
+
+from cerebro_spark.errors import StoreError
 
 
 class Store(ABC):
     """Abstract Store. Create one with :meth:`Store.create`.
 
     Implementations override the abstract methods; the JSON and text helpers are built on them.
+    The implementation declared with ``opens_urls=True`` (``FilesystemStore``, which the package
+    imports) is the one :meth:`create` opens URLs and paths with.
     """
+
+    _url_opener: ClassVar[Callable[..., Store] | None] = None
+
+    def __init_subclass__(cls, *, opens_urls: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if opens_urls:
+            Store._url_opener = cls.open
+
+    @classmethod
+    def open(cls, url_or_path: str, **storage_options: Any) -> Store:
+        """What :meth:`create` calls on the implementation that opens URLs."""
+        raise NotImplementedError(f"{cls.__name__} does not open URLs")
 
     @staticmethod
     def create(url_or_path: str, **storage_options: Any) -> Store:
@@ -51,9 +67,9 @@ class Store(ABC):
         >>> store.read_text("hello.txt")
         'hi'
         """
-        from cerebro_spark.store.fs import create_store  # the filesystem Stores live there
-
-        return create_store(url_or_path, **storage_options)
+        if Store._url_opener is None:  # only when cerebro_spark.store.base is loaded without its package
+            raise StoreError("No Store implementation opens URLs: import cerebro_spark.store.")
+        return Store._url_opener(url_or_path, **storage_options)
 
     # ---- what an implementation provides -------------------------------------------------------
 
@@ -107,6 +123,12 @@ class Store(ABC):
     def local_path(self, key: str) -> str | None:
         """The local filesystem path of ``key`` when the Store is on a local or mounted filesystem,
         else ``None``. Lets workers skip a copy (h5py, Keras and pyarrow read local paths directly)."""
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The filesystem options (credentials, endpoint) that readers opening the Store's files
+        themselves (Spark, Petastorm) need; none for a Store without a filesystem."""
+        return {}
 
     def remove_temporary_files(self, key: str) -> int:
         """Delete what writes interrupted by a crash left under the folder ``key`` (never a complete

@@ -84,9 +84,14 @@ def create_store(url_or_path: str, **storage_options: Any) -> FilesystemStore:
     return store
 
 
-def _restore_store(url: str, storage_options: dict[str, Any]) -> FilesystemStore:
-    """Re-create a pickled Store (on an executor) without any I/O."""
+def restore_store(url: str, storage_options: dict[str, Any]) -> FilesystemStore:
+    """Re-create a Store from its URL and storage options without any I/O (a pickled Store on an
+    executor, a saved model's run Store): unlike :func:`create_store`, a missing folder is not created."""
     return _open_store(url, storage_options)
+
+
+#: The name that Stores pickled before it was made public refer to (saved estimators hold such pickles).
+_restore_store = restore_store
 
 
 def _open_store(url_or_path: str, storage_options: dict[str, Any]) -> FilesystemStore:
@@ -218,7 +223,7 @@ def _retrying(method: _Method) -> _Method:
     return wrapper  # type: ignore[return-value]
 
 
-class FilesystemStore(Store):
+class FilesystemStore(Store, opens_urls=True):
     """A :class:`Store` on a filesystem: local (also NFS and ``/dbfs``), HDFS or any fsspec filesystem.
 
     Create it with :func:`create_store` or :meth:`Store.create` (the constructor is internal: ``root`` in
@@ -229,6 +234,11 @@ class FilesystemStore(Store):
     :meth:`listdir` hides such temporary files. Equality and hashing use the class and :attr:`url`.
     Idempotent operations are tried again on transient errors (:data:`RETRIES`); appends are not.
     """
+
+    @classmethod
+    def open(cls, url_or_path: str, **storage_options: Any) -> FilesystemStore:
+        """:func:`create_store`: what ``Store.create`` opens a URL or path with."""
+        return create_store(url_or_path, **storage_options)
 
     def __init__(self, root: str, fs: Any, *, url: str, storage_options: dict[str, Any], local: bool) -> None:
         self._root = root
@@ -242,6 +252,12 @@ class FilesystemStore(Store):
     def url(self) -> str:
         """The Store's root: an absolute path for local Stores, else ``scheme://path``."""
         return self._url
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        """The fsspec options the Store was created with (credentials, endpoint), for readers such as
+        Spark's or Petastorm's that open its files themselves."""
+        return dict(self._storage_options)
 
     def _path(self, key: str) -> str:
         key = _check_key(key)
@@ -445,7 +461,7 @@ class FilesystemStore(Store):
         return path if self._local else None
 
     def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
-        return (_restore_store, (self._url, self._storage_options))
+        return (restore_store, (self._url, self._storage_options))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Store):

@@ -15,7 +15,7 @@ pytest.importorskip("mlflow")
 # MLflow's SQL store still uses a loader strategy that SQLAlchemy 2.1 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy:DeprecationWarning")
 
-from cerebro_spark.ml.tracking import MlflowCallback  # noqa: E402
+from cerebro_spark.observers.tracking import MlflowCallback  # noqa: E402
 
 RUN = "r-mlflow"
 

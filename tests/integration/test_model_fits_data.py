@@ -9,7 +9,7 @@ import pytest
 
 from cerebro_spark.data.spec import ColumnSpec
 from cerebro_spark.errors import DataError
-from cerebro_spark.ml._fit import check_model_fits_data
+from cerebro_spark.ml._checks import check_model_fits_data
 from cerebro_spark.testing.fakes import fake_dataset
 
 

@@ -192,7 +192,7 @@ def test_fields_that_cannot_be_decoded_are_named():
     from petastorm.unischema import UnischemaField
     from pyspark.sql.types import BinaryType
 
-    from cerebro_spark.data._petastorm_dataset import _field_layout
+    from cerebro_spark.data.petastorm_dataset import _field_layout
     from cerebro_spark.errors import DataError
 
     variable = UnischemaField("v", np.float64, (None,), NdarrayCodec(), False)

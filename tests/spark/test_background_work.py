@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cerebro_spark.backend._session import spark_handle
+from cerebro_spark.backend.session import spark_handle
 from cerebro_spark.ml._background import SparkWork
 
 pytestmark = pytest.mark.spark

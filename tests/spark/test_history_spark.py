@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cerebro_spark.errors import InvalidParamError
-from cerebro_spark.ml.history import history_spark_frame
 from cerebro_spark.ml.selection import ModelSelectionModel
+from cerebro_spark.observers.history import history_spark_frame
 from cerebro_spark.testing.results import fake_search_result
 
 pytestmark = pytest.mark.spark

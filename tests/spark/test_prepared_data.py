@@ -87,7 +87,7 @@ def test_a_petastorm_codec_field_needs_petastorm(spark, store, monkeypatch):
     import numpy as np
     import pyarrow.parquet as pq
 
-    from cerebro_spark.data._petastorm_dataset import UNISCHEMA_KEY
+    from cerebro_spark.data.petastorm_dataset import UNISCHEMA_KEY
     from cerebro_spark.errors import DataError
 
     def npy(values):

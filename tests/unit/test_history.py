@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from cerebro_spark.ml.history import history_columns, history_frame
 from cerebro_spark.ml.selection import ModelSelectionModel
+from cerebro_spark.observers.history import history_columns, history_frame
 from cerebro_spark.testing.results import LOSSES, fake_search_result
 
 

@@ -10,8 +10,8 @@ import pytest
 from cerebro_spark.backend.local import LocalBackend
 from cerebro_spark.driver import MopDriver, RunSettings, UnitRecord
 from cerebro_spark.errors import InvalidParamError
-from cerebro_spark.ml._observers import SearchObservers
-from cerebro_spark.ml.progress import ProgressCallback, SearchProgress
+from cerebro_spark.observers.progress import ProgressCallback, SearchProgress
+from cerebro_spark.observers.search_observers import SearchObservers
 from cerebro_spark.search import GridSearchAlgorithm, hp_choice
 from cerebro_spark.testing.fakes import fake_dataset, fake_tasks
 from cerebro_spark.training.model_spec import ModelSpec
@@ -85,11 +85,19 @@ def test_rich_table_lists_every_model(store):
 
 @pytest.mark.parametrize("verbose", [0, 1])
 def test_verbose_zero_shows_nothing(store, verbose):
-    from cerebro_spark.ml.estimator import KerasEstimator
-
-    owner = KerasEstimator(verbose=verbose, tensorboard=False)
     algorithm = GridSearchAlgorithm({"rate": 1.0}, 1)
-    observers = SearchObservers.create(owner, algorithm, fake_dataset(2), store, "r1", "loss", "min", {})
+    observers = SearchObservers.create(
+        tensorboard=False,
+        mlflow_experiment=None,
+        verbose=verbose,
+        dataset=fake_dataset(2),
+        store=store,
+        run_id="r1",
+        metric="loss",
+        mode="min",
+        max_epochs=algorithm.max_epochs,
+        params={},
+    )
     assert [type(c).__name__ for c in observers.callbacks] == (["ProgressCallback"] if verbose else [])
 
 
@@ -128,7 +136,7 @@ def test_notebook_style_updates_one_html_display(store, monkeypatch):
 
 
 def test_auto_style_is_notebook_in_a_kernel_only():
-    from cerebro_spark.ml import progress
+    from cerebro_spark.observers import progress
 
     assert not progress.in_notebook()  # pytest is no kernel
     assert progress._resolve_style("auto", io.StringIO()) == "lines"  # a file is not a terminal

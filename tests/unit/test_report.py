@@ -9,8 +9,8 @@ import matplotlib
 import pytest
 
 from cerebro_spark.errors import InvalidParamError
-from cerebro_spark.ml.report import plot, write_report
 from cerebro_spark.ml.selection import ModelSelectionModel
+from cerebro_spark.observers.report import plot, write_report
 from cerebro_spark.testing.results import fake_search_result
 
 matplotlib.use("Agg")

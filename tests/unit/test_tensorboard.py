@@ -25,7 +25,7 @@ if "tensorflow" not in sys.modules:
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.plugins.hparams import metadata as hparams_metadata  # noqa: E402
 
-from cerebro_spark.ml.tensorboard import TensorBoardCallback  # noqa: E402
+from cerebro_spark.observers.tensorboard import TensorBoardCallback  # noqa: E402
 from cerebro_spark.training.model_spec import ModelSpec  # noqa: E402
 
 RUN = "r-tb"
@@ -109,20 +109,29 @@ def test_a_store_that_fails_does_not_stop_the_search(store, monkeypatch, caplog)
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("cerebro_spark.ml.tensorboard._EventFile.write", broken)
+    monkeypatch.setattr("cerebro_spark.observers.tensorboard._EventFile.write", broken)
     result = run_search(store)
     assert all(m.status == "completed" for m in result.models.values())
     assert "TensorBoard files of run r-tb are no longer written: disk full" in caplog.text
 
 
 def test_the_tensorboard_param_adds_the_callback_and_closing_never_raises(store, caplog):
-    from cerebro_spark.ml._observers import SearchObservers
-    from cerebro_spark.ml.estimator import KerasEstimator
+    from cerebro_spark.observers.search_observers import SearchObservers
 
     algorithm = GridSearchAlgorithm({"rate": 1.0}, 1)
     for on in (True, False):
-        owner = KerasEstimator(verbose=0, tensorboard=on)
-        observers = SearchObservers.create(owner, algorithm, fake_dataset(2), store, RUN, "loss", "min", {})
+        observers = SearchObservers.create(
+            tensorboard=on,
+            mlflow_experiment=None,
+            verbose=0,
+            dataset=fake_dataset(2),
+            store=store,
+            run_id=RUN,
+            metric="loss",
+            mode="min",
+            max_epochs=algorithm.max_epochs,
+            params={},
+        )
         assert [type(c).__name__ for c in observers.callbacks] == (["TensorBoardCallback"] if on else [])
 
     class Broken(TensorBoardCallback):

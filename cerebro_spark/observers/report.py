@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.driver import SearchResult
 from cerebro_spark.errors import InvalidParamError
-from cerebro_spark.ml.history import leaderboard_frame
+from cerebro_spark.observers.history import leaderboard_frame
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

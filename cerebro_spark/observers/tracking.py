@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cerebro_spark.driver import DriverCallback, EpochRecord, ModelRecord, SearchResult
-from cerebro_spark.ml.tensorboard import HParamsSource
+from cerebro_spark.errors import MissingDependencyError
+from cerebro_spark.observers.tensorboard import HParamsSource
 from cerebro_spark.search.space import flatten_params
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class MlflowCallback(DriverCallback):
     metric, mode : str
         The evaluation metric and its direction (tags of the parent run).
     hparams : mapping or callable, optional
-        Each model's hyperparameters, as for :class:`~cerebro_spark.ml.tensorboard.TensorBoardCallback`.
+        Each model's hyperparameters, as for :class:`~cerebro_spark.observers.tensorboard.TensorBoardCallback`.
     tracking_uri : str, optional
         Default: MLflow's own (``MLFLOW_TRACKING_URI`` or ``mlflow.set_tracking_uri``).
 
@@ -61,7 +62,7 @@ class MlflowCallback(DriverCallback):
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
-            raise ImportError(_INSTALL_HINT) from exc
+            raise MissingDependencyError(_INSTALL_HINT) from exc
         self.client = MlflowClient(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (

@@ -14,8 +14,9 @@ from typing import Any
 
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver import DriverCallback, ModelRecord, SearchResult
-from cerebro_spark.ml._params import HasDataParams
-from cerebro_spark.search import SearchAlgorithm
+from cerebro_spark.observers.progress import ProgressCallback, SearchProgress
+from cerebro_spark.observers.tensorboard import TensorBoardCallback, tensorboard_available
+from cerebro_spark.observers.tracking import MlflowCallback
 from cerebro_spark.store.base import Store
 
 logger = logging.getLogger(__name__)
@@ -30,28 +31,35 @@ class SearchObservers:
 
     @classmethod
     def create(
-        cls, owner: HasDataParams, algorithm: SearchAlgorithm, dataset: DatasetSpec, store: Store,
-        run_id: str, metric: str, mode: str, params: Mapping[str, Mapping[str, Any]],
+        cls,
+        *,
+        tensorboard: bool,
+        mlflow_experiment: str | None,
+        verbose: int,
+        dataset: DatasetSpec,
+        store: Store,
+        run_id: str,
+        metric: str,
+        mode: str,
+        max_epochs: Callable[[str], int],
+        params: Mapping[str, Mapping[str, Any]],
         load_model: Callable[[str, int], Any] | None = None,
-    ) -> SearchObservers:  # fmt: skip
-        """The observers ``owner``'s params ask for (``params``: each model's configuration, filled
-        as models are added; ``load_model(model_id, version)``: a trained Keras model, for MLflow)."""
+    ) -> SearchObservers:
+        """The observers that the search's ``tensorboard``, ``mlflow_experiment`` and ``verbose`` params
+        ask for. ``max_epochs(model_id)``: the epochs a model may train (the algorithm's); ``params``:
+        each model's configuration, filled as models are added; ``load_model(model_id, version)``: a
+        trained Keras model, for MLflow."""
         observers = cls()
-        if owner.getOrDefault(owner.tensorboard):
+        if tensorboard:
             observers.callbacks.extend(_tensorboard(store, run_id, params))
-        experiment = owner.getOrDefault(owner.mlflow_experiment)
-        if experiment is not None:
-            from cerebro_spark.ml.tracking import MlflowCallback
-
+        if mlflow_experiment is not None:
             observers.callbacks.append(
-                MlflowCallback(run_id, experiment, metric, mode, hparams=params, load_model=load_model)
+                MlflowCallback(run_id, mlflow_experiment, metric, mode, hparams=params, load_model=load_model)
             )
-        if owner.getOrDefault(owner.verbose) >= 1:
-            from cerebro_spark.ml.progress import ProgressCallback, SearchProgress
-
+        if verbose >= 1:
             workers = dataset.num_partitions
             units = workers * (2 if dataset.has_validation else 1)
-            progress = ProgressCallback(SearchProgress(workers, metric, mode, algorithm.max_epochs, units))
+            progress = ProgressCallback(SearchProgress(workers, metric, mode, max_epochs, units))
             observers.callbacks.append(progress)
             observers.live_table = progress.style in ("rich", "notebook")
         return observers
@@ -76,8 +84,6 @@ class SearchObservers:
 
 
 def _tensorboard(store: Store, run_id: str, params: Mapping[str, Mapping[str, Any]]) -> list[DriverCallback]:
-    from cerebro_spark.ml.tensorboard import TensorBoardCallback, tensorboard_available
-
     if not tensorboard_available():
         logger.warning(
             "tensorboard=True but the tensorboard package is not installed: no event files are written "

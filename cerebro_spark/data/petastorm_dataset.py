@@ -27,6 +27,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, BinaryType, DataType, FloatType, LongType
 
 from cerebro_spark.data._columns import col
+from cerebro_spark.data._petastorm import INSTALL_HINT
 from cerebro_spark.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,6 @@ def _unischema_fields(
     try:
         from petastorm.etl.dataset_metadata import get_schema_from_dataset_url
     except ImportError as err:
-        from cerebro_spark.data._petastorm import INSTALL_HINT
-
         listed = ", ".join(map(repr, names))
         raise DataError(
             f"Column(s) {listed} of the Petastorm dataset {url!r} are binary: Petastorm codec fields "
