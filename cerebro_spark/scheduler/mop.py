@@ -15,7 +15,11 @@ clock in ``benchmarks/bench_scheduler_sim.py``):
   and ends the search alone on one worker while the others idle;
 - *Latin-square visiting orders* (with ``fixed_order``): in epoch ``e`` all models visit the
   partitions in rotations of one shuffled order, each model with its own offset, so models with
-  different offsets never want the same worker at the same step.
+  different offsets never want the same worker at the same step. A model's offset is its admission
+  index modulo P (the number of other models added before it first: models added in a row start on
+  different workers; a model added again after a stop keeps its index), so model ids are opaque
+  strings to the scheduler. A replay that adds the models in the same order (a resume does) gives
+  them the same offsets.
 
 For speed, every worker has a priority queue of the units it could run now (buckets by the models'
 progress, each an O(1) add, remove and random pick), kept up to date as models change state, so a
@@ -28,15 +32,12 @@ import enum
 import heapq
 import logging
 import random
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cerebro_spark.errors import InvalidParamError, SchedulerError
 
 logger = logging.getLogger(__name__)
-
-_TRAILING_NUMBER = re.compile(r"[0-9]+$")
 
 
 class UnitKind(str, enum.Enum):
@@ -149,6 +150,7 @@ class _Phase(enum.Enum):
 class _Model:
     model_id: str
     epoch: int
+    offset: int  # its visiting orders' rotation: its admission index mod P
     phase: _Phase = _Phase.TRAIN
     todo: list[int] = field(default_factory=list)  # partitions left to train, in visiting order if fixed
     training: bool = False  # a TRAIN unit is in flight
@@ -175,7 +177,8 @@ class MopScheduler:
         seed, readable afterwards as ``scheduler.seed``.
     fixed_order : bool, optional
         True (the default): each model visits the partitions of epoch ``e`` in the order
-        :meth:`visiting_order` gives, decided by (seed, model id, epoch) only, never by timing.
+        :meth:`visiting_order` gives, decided by (seed, the model's admission index, epoch) only,
+        never by timing.
         False: any partition not yet visited this epoch is runnable (the paper's Algorithm 1).
     evaluate : bool, optional
         True (the default): each epoch ends with P EVAL units, one per validation partition.
@@ -218,6 +221,7 @@ class MopScheduler:
         self.balance = balance
         self._rng = random.Random(self.seed)
         self._models: dict[str, _Model] = {}
+        self._admitted: dict[str, int] = {}  # every model id added so far -> its admission index
         self._bags = [_Queue() for _ in range(num_workers)]
         self._busy: dict[int, Assignment] = {}
 
@@ -243,27 +247,26 @@ class MopScheduler:
         return self._bags[worker_id].items()
 
     def visiting_order(self, model_id: str, epoch: int) -> tuple[int, ...]:
-        """Return the order in which ``model_id`` trains on the partitions in ``epoch``.
+        """Return the order in which active model ``model_id`` trains on the partitions in ``epoch``.
 
-        A permutation of ``range(P)`` that depends only on (seed, model id, epoch): a rotation of
-        the epoch's shuffled order of partitions (the same for all models) by the model's offset.
-        The offset is the number a model id ends with (``"m0012"`` -> 12) modulo P, so that models
-        numbered in a row start on different workers, or a seeded draw for ids without a number.
+        A permutation of ``range(P)`` that depends only on (seed, the model's admission index,
+        epoch): a rotation of the epoch's shuffled order of partitions (the same for all models) by
+        the model's offset. The offset is the model's admission index (the number of other models
+        added before it was first added: a model added again after a stop keeps its index) modulo P,
+        so that models added in a row start on different workers; the model id itself plays no part.
 
         Raises
         ------
         SchedulerError
-            If the scheduler was created with ``fixed_order=False`` (then timing decides).
+            If the scheduler was created with ``fixed_order=False`` (then timing decides), or
+            ``model_id`` is not an active model.
         """
         if not self.fixed_order:
             raise SchedulerError(
                 "visiting_order needs fixed_order=True: with fixed_order=False the order of "
                 f"partitions depends on timing. Received: model_id={model_id!r}, epoch={epoch!r}"
             )
-        order = list(range(self.num_workers))
-        random.Random(f"{self.seed}:epoch:{epoch}").shuffle(order)
-        offset = self._offset(model_id)
-        return tuple(order[offset:] + order[:offset])
+        return self._visiting_order(self._get(model_id, "give the visiting order of"), epoch)
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -283,7 +286,8 @@ class MopScheduler:
             raise InvalidParamError(f"next_epoch must be an int >= 1. Received: next_epoch={next_epoch!r}")
         if model_id in self._models:
             raise SchedulerError(f"Cannot add model {model_id!r}: a model with this id is already active.")
-        model = _Model(model_id, next_epoch)
+        index = self._admitted.setdefault(model_id, len(self._admitted))
+        model = _Model(model_id, next_epoch, offset=index % self.num_workers)
         self._models[model_id] = model
         self._start_epoch(model)
 
@@ -437,7 +441,7 @@ class MopScheduler:
     def _start_epoch(self, model: _Model) -> None:
         model.phase = _Phase.TRAIN
         if self.fixed_order:
-            model.todo = list(self.visiting_order(model.model_id, model.epoch))
+            model.todo = list(self._visiting_order(model, model.epoch))
         else:
             model.todo = list(range(self.num_workers))
         model.units = [Unit(model.model_id, model.epoch, j, UnitKind.TRAIN) for j in range(self.num_workers)]
@@ -460,11 +464,12 @@ class MopScheduler:
         for unit in self._train_units(model):
             self._bags[unit.partition].discard(unit)
 
-    def _offset(self, model_id: str) -> int:
-        number = _TRAILING_NUMBER.search(model_id)
-        if number is not None:
-            return int(number.group()) % self.num_workers
-        return random.Random(f"{self.seed}:offset:{model_id}").randrange(self.num_workers)
+    def _visiting_order(self, model: _Model, epoch: int) -> tuple[int, ...]:
+        """The epoch's shuffled order of partitions, rotated by the model's offset (see
+        :meth:`visiting_order`)."""
+        order = list(range(self.num_workers))
+        random.Random(f"{self.seed}:epoch:{epoch}").shuffle(order)
+        return tuple(order[model.offset :] + order[: model.offset])
 
     def _release(self, assignment: Assignment, verb: str) -> _Model:
         if self._busy.get(assignment.worker_id) != assignment:

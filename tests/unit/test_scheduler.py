@@ -35,7 +35,10 @@ def test_seed_must_be_int_or_none():
 def test_seed_none_draws_a_recorded_seed():
     a, b = MopScheduler(3), MopScheduler(3)
     assert isinstance(a.seed, int) and a.seed != b.seed
-    assert MopScheduler(3, seed=a.seed).visiting_order("m", 1) == a.visiting_order("m", 1)
+    again = MopScheduler(3, seed=a.seed)
+    for sched in (a, again):
+        sched.add_model("m")
+    assert again.visiting_order("m", 1) == a.visiting_order("m", 1)
 
 
 def test_unit_kind_is_a_str_enum():
@@ -196,16 +199,40 @@ def test_stopped_model_id_can_be_added_again():
 # -- visiting orders ------------------------------------------------------------------------------
 
 
-def test_visiting_order_is_a_permutation_decided_by_seed_model_and_epoch():
-    a, b = MopScheduler(8, seed=4), MopScheduler(8, seed=4)
-    b.add_model("other")  # state does not matter
-    for m in ("m0", "m1"):
+def test_visiting_order_is_a_permutation_decided_by_seed_admission_index_and_epoch():
+    a, b, c = MopScheduler(8, seed=4), MopScheduler(8, seed=4), MopScheduler(8, seed=5)
+    for sched in (a, c):
+        sched.add_model("m0")
+        sched.add_model("m1")
+    b.add_model("x")  # the ids play no part: the n-th model added gets the n-th offset
+    b.add_model("y")
+    b.complete(b.next_assignments(range(8))[0])  # nor does the state
+    for m, n in (("m0", "x"), ("m1", "y")):
         for e in (1, 2, 3):
             assert sorted(a.visiting_order(m, e)) == list(range(8))
-            assert a.visiting_order(m, e) == b.visiting_order(m, e)
+            assert a.visiting_order(m, e) == b.visiting_order(n, e)
     orders = {a.visiting_order(m, e) for m in ("m0", "m1") for e in (1, 2, 3)}
     assert len(orders) > 1
-    assert a.visiting_order("m0", 1) != MopScheduler(8, seed=5).visiting_order("m0", 1)
+    assert a.visiting_order("m0", 1) != c.visiting_order("m0", 1)
+
+
+def test_visiting_order_needs_an_active_model():
+    sched = MopScheduler(2, seed=0)
+    with pytest.raises(
+        SchedulerError, match=r"Cannot give the visiting order of model 'm0': it is not an active"
+    ):
+        sched.visiting_order("m0", 1)
+
+
+def test_a_model_added_again_keeps_its_admission_index():
+    sched = MopScheduler(4, seed=0)
+    sched.add_model("a")
+    sched.add_model("b")
+    before = sched.visiting_order("a", 2)
+    sched.stop_model("a")
+    sched.add_model("c")  # the third model added: offset 2
+    sched.add_model("a", next_epoch=2)  # a stopped model resumed: still offset 0
+    assert sched.visiting_order("a", 2) == before != sched.visiting_order("c", 2)
 
 
 def test_visiting_order_needs_fixed_order():

@@ -37,19 +37,27 @@ def makespan(sched: MopScheduler, models: list[str], epochs: int, time_of) -> fl
 
 
 @pytest.mark.parametrize("num_workers", [2, 5, 8])
-def test_latin_orders_give_models_numbered_in_a_row_distinct_partitions_at_every_step(num_workers):
+def test_latin_orders_give_models_added_in_a_row_distinct_partitions_at_every_step(num_workers):
     sched = MopScheduler(num_workers, seed=3)
-    models = [f"m{i:04d}" for i in range(num_workers)]
+    models = [f"model-{chr(ord('a') + i)}" for i in range(num_workers)]  # ids are opaque: no numbers
+    for m in models:
+        sched.add_model(m)
     for epoch in (1, 2):
         orders = [sched.visiting_order(m, epoch) for m in models]
         for step in range(num_workers):
             assert sorted(order[step] for order in orders) == list(range(num_workers))
-    assert sched.visiting_order("m0000", 1) != sched.visiting_order("m0000", 2) or num_workers == 2
+    assert sched.visiting_order(models[0], 1) != sched.visiting_order(models[0], 2) or num_workers == 2
 
 
-def test_ids_without_a_number_get_a_seeded_offset():
+def test_the_offset_is_the_admission_index_whatever_the_id():
     a, b = MopScheduler(6, seed=1), MopScheduler(6, seed=1)
-    assert a.visiting_order("alpha", 1) == b.visiting_order("alpha", 1)
+    for m in ("m0005", "alpha", "m0000"):
+        a.add_model(m)
+    for m in ("x", "y", "z"):
+        b.add_model(m)
+    assert [a.visiting_order(m, 1) for m in ("m0005", "alpha", "m0000")] == [
+        b.visiting_order(m, 1) for m in ("x", "y", "z")
+    ]
     assert sorted(a.visiting_order("alpha", 1)) == list(range(6))
 
 

@@ -15,6 +15,7 @@ from cerebro_spark.backend.local import LocalBackend
 from cerebro_spark.driver import DriverCallback, MopDriver, RunSettings
 from cerebro_spark.driver.control import AddModels, Interrupt, ResumeModel, SearchControl, StopModel
 from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.scheduler import MopScheduler
 from cerebro_spark.search import ASHAAlgorithm, GridSearchAlgorithm, SuccessiveHalvingAlgorithm, hp_choice
 from cerebro_spark.store import layout
 from cerebro_spark.testing.fakes import fake_dataset, fake_tasks
@@ -233,3 +234,35 @@ def test_commands_from_another_thread_and_the_published_snapshot(store):
     result = outcome["result"]
     assert result.models["m0002"].status == "stopped" and result.models["u0000"].status == "completed"
     assert control.state == "finished" and control.snapshot().models["u0000"].epochs == 1
+
+
+def test_a_resume_gives_the_models_the_user_added_or_resumed_the_same_visiting_orders(store):
+    """A model's visiting orders follow its admission index, not its id (u0000 is the 4th model
+    added; m0000, stopped then resumed, keeps the 1st): the replay admits them in the same order, so
+    every journal unit is runnable where it ran."""
+    control = SearchControl()
+    stop_and_add = When(lambda r: (r.model_id, r.epoch) == ("m0000", 1), lambda: [
+        control.submit(StopModel("m0000")), control.submit(AddModels(({"rate": 3.0},))),
+    ], on="epoch")  # fmt: skip
+    resume = When(lambda r: (r.model_id, r.epoch) == ("u0000", 1),
+                  lambda: [control.submit(ResumeModel("m0000", epochs=3))], on="epoch")  # fmt: skip
+    interrupt = When(lambda u: (u.model_id, u.epoch) == ("m0000", 2), lambda: [control.submit(Interrupt())])
+    with pytest.raises(KeyboardInterrupt):
+        make_driver(store, grid(), control, [stop_and_add, resume, interrupt]).run()
+    result = make_driver(store, grid(), SearchControl()).run(resume=True)
+    assert [(result.models[m].status, result.models[m].epochs) for m in ("m0000", "u0000")] == [
+        ("completed", 3), ("completed", 3)
+    ]  # fmt: skip
+    journal = [json.loads(line) for line in store.read_text(layout.journal_key("r1")).splitlines()]
+    keys = [(u["model_id"], u["epoch"], u["partition"], u["kind"]) for u in journal]
+    assert len(keys) == len(set(keys))
+    sched = MopScheduler(2, seed=1)  # the driver's: 2 workers, seed 1
+    for model_id in ("x0", "x1", "x2", "x3"):  # the 1st to 4th models added
+        sched.add_model(model_id)
+    for model_id, nth, epoch in (("u0000", "x3", 1), ("m0000", "x0", 2)):
+        trained = [
+            u["partition"]
+            for u in journal
+            if (u["model_id"], u["epoch"], u["kind"]) == (model_id, epoch, "train")
+        ]
+        assert tuple(trained) == sched.visiting_order(nth, epoch)
