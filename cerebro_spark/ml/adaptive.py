@@ -7,16 +7,12 @@ history, status and the reason it stopped.
 
 from __future__ import annotations
 
-import numbers
 import secrets
-from typing import TYPE_CHECKING, Any
-
-from pyspark import keyword_only
-from pyspark.ml.param import Param, TypeConverters
+from typing import Any
 
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.ml._fit import resolve_backend
-from cerebro_spark.ml._params import PredictionKwargs, _param, takes_prediction_params
+from cerebro_spark.ml._params import param, validate_params
 from cerebro_spark.ml.tune import _ModelSelection
 from cerebro_spark.search import (
     ASHAAlgorithm,
@@ -27,38 +23,18 @@ from cerebro_spark.search import (
     resolve_mode,
 )
 
-if TYPE_CHECKING:
-    from typing import Unpack  # Python >= 3.11; annotations only
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
 
 class _AdaptiveSelection(_ModelSelection):
     """What the adaptive searches share: their Params' checks, the seed and the concurrency."""
 
     #: Params inherited from the shared data params that these searches ignore: rung-based searches
     #: train up to ``max_epochs`` (TPESearch, which uses ``num_epochs``, clears this).
-    _unused_params: tuple[str, ...] = ("num_epochs",)
-
-    #: name -> (check, what is expected): the algorithm Params each subclass has
-    _checks: dict[str, tuple[Any, str]] = {
-        "min_epochs": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-        "max_epochs": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-        "reduction_factor": (lambda v: _is_int(v) and v >= 2, "an int >= 2"),
-        "max_concurrent": (lambda v: v is None or _is_int(v) and v >= 1, "an int >= 1 or None"),
-    }
+    _unused_params = ("num_epochs",)
 
     def _get(self, name: str) -> Any:
         """The value of Param ``name``, checked against its constraint."""
-        value = self.getOrDefault(self.getParam(name))
-        check, expected = self._checks.get(name, (lambda v: True, ""))
-        if not check(value):
-            raise InvalidParamError(
-                f"The {name!r} param of {type(self).__name__} must be {expected}. Received: {value!r}."
-            )
-        return value
+        validate_params(self, [name])
+        return self.getOrDefault(name)
 
     def _epochs(self) -> tuple[int, int]:
         low, high = self._get("min_epochs"), self._get("max_epochs")
@@ -86,23 +62,6 @@ class _AdaptiveSelection(_ModelSelection):
         return 2 * resolve_backend(self).num_workers if value is None else int(value)
 
 
-min_epochs_param: Param[int] = _param(
-    "min_epochs", "epoch of the first rung, where models are first compared (>= 1).", TypeConverters.toInt
-)
-max_epochs_param: Param[int] = _param(
-    "max_epochs", "epochs of a model that is never stopped (>= min_epochs).", TypeConverters.toInt
-)
-reduction_factor_param: Param[int] = _param(
-    "reduction_factor", "eta: a rung keeps the best 1/eta of its models (>= 2).", TypeConverters.toInt
-)
-max_concurrent_param: Param[int] = _param(
-    "max_concurrent", "models training at once (>= 1); None: twice the number of workers."
-)
-num_models_param: Param[int] = _param(
-    "num_models", "number of configurations to try (>= 1).", TypeConverters.toInt
-)
-
-
 class SuccessiveHalvingSearch(_AdaptiveSelection):
     """Successive halving: ``num_models`` configurations; at each rung (epochs ``min_epochs * eta**k``)
     every model waits for the others, then the best ``1/eta`` go on and the rest stop.
@@ -123,24 +82,12 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
         As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
-    min_epochs = min_epochs_param
-    max_epochs = max_epochs_param
-    reduction_factor = reduction_factor_param
-    num_models = num_models_param
+    _defaults = {"num_models": 27}
 
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
-        num_models: int = 27, min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
-        evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3)
-        self.setParams(**self._input_kwargs)
+    min_epochs = param("min_epochs")
+    max_epochs = param("max_epochs")
+    reduction_factor = param("reduction_factor")
+    num_models = param("num_models")
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
@@ -169,23 +116,9 @@ class HyperbandSearch(_AdaptiveSelection):
         As for :class:`~cerebro_spark.ml.tune.GridSearch` (the prediction params go to the fitted models).
     """
 
-    min_epochs = min_epochs_param
-    max_epochs = max_epochs_param
-    reduction_factor = reduction_factor_param
-
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
-        min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
-        evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self._setDefault(min_epochs=1, max_epochs=9, reduction_factor=3)
-        self.setParams(**self._input_kwargs)
+    min_epochs = param("min_epochs")
+    max_epochs = param("max_epochs")
+    reduction_factor = param("reduction_factor")
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
@@ -224,26 +157,13 @@ class ASHASearch(_AdaptiveSelection):
     >>> result = search.fit(train_df)  # doctest: +SKIP
     """
 
-    min_epochs = min_epochs_param
-    max_epochs = max_epochs_param
-    reduction_factor = reduction_factor_param
-    num_models = num_models_param
-    max_concurrent = max_concurrent_param
+    _defaults = {"num_models": 27}
 
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
-        num_models: int = 27, min_epochs: int = 1, max_epochs: int = 9, reduction_factor: int = 3,
-        max_concurrent: int | None = None,
-        evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self._setDefault(num_models=27, min_epochs=1, max_epochs=9, reduction_factor=3, max_concurrent=None)
-        self.setParams(**self._input_kwargs)
+    min_epochs = param("min_epochs")
+    max_epochs = param("max_epochs")
+    reduction_factor = param("reduction_factor")
+    num_models = param("num_models")
+    max_concurrent = param("max_concurrent")
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
@@ -275,23 +195,10 @@ class TPESearch(_AdaptiveSelection):
     """
 
     _unused_params = ()
+    _defaults = {"num_models": 20}
 
-    num_models = num_models_param
-    max_concurrent = max_concurrent_param
-
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self, *, estimator_gen_fn: Any = None, search_space: dict[str, Any] | None = None,
-        num_models: int = 20, num_epochs: int = 1, max_concurrent: int | None = None,
-        evaluation_metric: str = "val_loss", mode: str = "auto", feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None, store: Any = None, backend: Any = None, validation: Any = None,
-        seed: int | None = None, verbose: int = 1, run_id: str | None = None, tensorboard: bool = True, mlflow_experiment: str | None = None, sample_weight_column: str | None = None, reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self._setDefault(num_models=20, max_concurrent=None)
-        self.setParams(**self._input_kwargs)
+    num_models = param("num_models")
+    max_concurrent = param("max_concurrent")
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         return TPEAlgorithm(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pyspark import keyword_only
 from pyspark.ml import Estimator
-from pyspark.ml.param import Param, TypeConverters
+from pyspark.ml.param import Param
 from pyspark.sql import DataFrame
 
 from cerebro_spark.errors import InvalidParamError
@@ -17,17 +16,12 @@ from cerebro_spark.ml._params import (
     HasDataParams,
     HasOutputParams,
     HasPredictionParams,
-    PredictionKwargs,
-    _param,
-    takes_prediction_params,
+    param,
     validate_params,
 )
 from cerebro_spark.ml._persistence import Persistable
 from cerebro_spark.ml.model import KerasModel
 from cerebro_spark.search import FixedTrialsAlgorithm, SingleTrialAlgorithm
-
-if TYPE_CHECKING:
-    from typing import Unpack  # Python >= 3.11; annotations only
 
 
 class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputParams, Persistable):
@@ -81,6 +75,9 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputPar
 
         These six go to the fitted :class:`~cerebro_spark.ml.model.KerasModel` (see docs/columns.md).
 
+    Every param also has a getter and a setter, as in Spark ML: ``getBatchSize()``,
+    ``setBatchSize(64)``, ``getFeatureColumns()``... (``setParams(**kwargs)`` sets several).
+
     Examples
     --------
     >>> est = KerasEstimator(model=model, optimizer=keras.optimizers.Adam(1e-3),  # doctest: +SKIP
@@ -92,67 +89,14 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputPar
     >>> est.write().overwrite().save("models/estimator")  # doctest: +SKIP
     """
 
-    model: Param[Any] = _param("model", "a built keras.Model (required).")
-    optimizer: Param[Any] = _param(
-        "optimizer", "a keras optimizer or its name; default: the compiled model's."
-    )
-    loss: Param[Any] = _param("loss", "the Keras loss; default: the compiled model's.")
-    metrics: Param[Any] = _param("metrics", "list of Keras metrics.")
-    weighted_metrics: Param[Any] = _param(
-        "weighted_metrics",
-        "list of Keras metrics weighted by the sample weights (Keras' weighted_metrics); None (default): none.",
-    )
-    loss_weights: Param[Any] = _param("loss_weights", "weights of each output's loss (several outputs).")
-    batch_size: Param[int] = _param("batch_size", "rows per training step (>= 1).", TypeConverters.toInt)
-    custom_objects: Param[dict[str, Any]] = _param(
-        "custom_objects", "custom Keras objects needed to load the model on the workers."
-    )
-
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self,
-        *,
-        model: Any = None,
-        optimizer: Any = None,
-        loss: Any = None,
-        metrics: Any = None,
-        weighted_metrics: Any = None,
-        loss_weights: Any = None,
-        batch_size: int = 32,
-        custom_objects: dict[str, Any] | None = None,
-        feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None,
-        store: Any = None,
-        backend: Any = None,
-        validation: Any = None,
-        num_epochs: int = 1,
-        seed: int | None = None,
-        verbose: int = 1,
-        run_id: str | None = None,
-        tensorboard: bool = True,
-        mlflow_experiment: str | None = None,
-        sample_weight_column: str | None = None,
-        reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:
-        super().__init__()
-        self._setDefault(
-            model=None, optimizer=None, loss=None, metrics=None, weighted_metrics=None, loss_weights=None,
-            batch_size=32, custom_objects=None,
-        )  # fmt: skip
-        self.setParams(**self._input_kwargs)
-
-    @keyword_only
-    def setParams(self, **kwargs: Any) -> KerasEstimator:
-        """Set any of the constructor's keyword arguments."""
-        return self._set(**kwargs)  # type: ignore[no-any-return]
-
-    def getModel(self) -> Any:
-        return self.getOrDefault(self.model)
-
-    def getBatchSize(self) -> int:
-        return self.getOrDefault(self.batch_size)  # type: ignore[no-any-return]
+    model = param("model")
+    optimizer = param("optimizer")
+    loss = param("loss")
+    metrics = param("metrics")
+    weighted_metrics = param("weighted_metrics")
+    loss_weights = param("loss_weights")
+    batch_size = param("batch_size")
+    custom_objects = param("custom_objects")
 
     def validate_model_params(self) -> None:
         """Check the model-side params (what a search uses of this estimator)."""

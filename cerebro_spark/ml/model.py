@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pyspark.ml import Model
-from pyspark.ml.param import Param
 from pyspark.sql import DataFrame
 
 from cerebro_spark.backend.session import spark_handle
@@ -16,8 +15,7 @@ from cerebro_spark.ml._model_io import load_trained_model
 from cerebro_spark.ml._params import (
     HasOutputParams,
     HasPredictionParams,
-    _param,
-    _to_str_list,
+    param,
     prediction_param_values,
     validate_params,
 )
@@ -63,10 +61,8 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
     >>> KerasModel.load("models/mlp").transform(test_df)  # doctest: +SKIP
     """
 
-    feature_columns: Param[list[str]] = _param(
-        "feature_columns", "names of the feature columns, one per model input.", _to_str_list
-    )
-    label_columns: Param[list[str]] = _param("label_columns", "names of the label columns.", _to_str_list)
+    feature_columns = param("feature_columns")
+    label_columns = param("label_columns")
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,9 +127,6 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
         if self._keras is None:
             self._keras = model_from_bytes(self._model_bytes, self._custom_objects)
         return self._keras
-
-    def getFeatureColumns(self) -> list[str]:
-        return self.getOrDefault(self.feature_columns)  # type: ignore[no-any-return]
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         validate_params(self, ["prediction_col", "inference_batch_size", *_OUTPUT_PARAMS])

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pyspark import keyword_only
 from pyspark.ml import Estimator
-from pyspark.ml.param import Param, TypeConverters
 from pyspark.sql import DataFrame
 
 from cerebro_spark.data.spec import DatasetSpec
@@ -19,9 +17,7 @@ from cerebro_spark.ml._params import (
     HasDataParams,
     HasOutputParams,
     HasPredictionParams,
-    PredictionKwargs,
-    _param,
-    takes_prediction_params,
+    param,
     validate_params,
 )
 from cerebro_spark.ml._persistence import Persistable
@@ -38,9 +34,6 @@ from cerebro_spark.search import (
 )
 from cerebro_spark.store import layout
 
-if TYPE_CHECKING:
-    from typing import Unpack  # Python >= 3.11; annotations only
-
 
 class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputParams, Persistable):
     """What every search shares: every param but the algorithm's own.
@@ -53,30 +46,10 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputPa
     ``estimator_gen_fn`` is saved with cloudpickle (see docs/persistence.md).
     """
 
-    estimator_gen_fn: Param[Any] = _param(
-        "estimator_gen_fn", "function of a configuration (dict) returning a KerasEstimator (required)."
-    )
-    search_space: Param[dict[str, Any]] = _param(
-        "search_space", "dict of name -> hp_choice/hp_uniform/... dimension or constant (required)."
-    )
-    evaluation_metric: Param[str] = _param(
-        "evaluation_metric", "the history metric that ranks models, e.g. 'val_loss' or 'val_accuracy'.",
-        TypeConverters.toString,
-    )  # fmt: skip
-    mode: Param[str] = _param(
-        "mode",
-        "'min' or 'max' for the evaluation metric; 'auto' infers it from the name.",
-        TypeConverters.toString,
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._setDefault(estimator_gen_fn=None, search_space=None, evaluation_metric="val_loss", mode="auto")
-
-    @keyword_only
-    def setParams(self, **kwargs: Any) -> _ModelSelection:
-        """Set any of the constructor's keyword arguments."""
-        return self._set(**kwargs)  # type: ignore[no-any-return]
+    estimator_gen_fn = param("estimator_gen_fn")
+    search_space = param("search_space")
+    evaluation_metric = param("evaluation_metric")
+    mode = param("mode")
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         """The search algorithm; ``seed`` is the run's (default: the seed param, or a fresh one)."""
@@ -183,33 +156,6 @@ class GridSearch(_ModelSelection):
     >>> result = search.fit(train_df)  # doctest: +SKIP
     """
 
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self,
-        *,
-        estimator_gen_fn: Any = None,
-        search_space: dict[str, Any] | None = None,
-        num_epochs: int = 1,
-        evaluation_metric: str = "val_loss",
-        mode: str = "auto",
-        feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None,
-        store: Any = None,
-        backend: Any = None,
-        validation: Any = None,
-        seed: int | None = None,
-        verbose: int = 1,
-        run_id: str | None = None,
-        tensorboard: bool = True,
-        mlflow_experiment: str | None = None,
-        sample_weight_column: str | None = None,
-        reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:
-        super().__init__()
-        self.setParams(**self._input_kwargs)
-
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         return GridSearchAlgorithm(self._space(), self.getNumEpochs())
 
@@ -234,38 +180,7 @@ class RandomSearch(_ModelSelection):
         As for :class:`GridSearch`.
     """
 
-    num_models: Param[int] = _param(
-        "num_models", "number of configurations to sample (>= 1).", TypeConverters.toInt
-    )
-
-    @takes_prediction_params
-    @keyword_only
-    def __init__(
-        self,
-        *,
-        estimator_gen_fn: Any = None,
-        search_space: dict[str, Any] | None = None,
-        num_models: int = 10,
-        num_epochs: int = 1,
-        evaluation_metric: str = "val_loss",
-        mode: str = "auto",
-        feature_columns: list[str] | None = None,
-        label_columns: list[str] | None = None,
-        store: Any = None,
-        backend: Any = None,
-        validation: Any = None,
-        seed: int | None = None,
-        verbose: int = 1,
-        run_id: str | None = None,
-        tensorboard: bool = True,
-        mlflow_experiment: str | None = None,
-        sample_weight_column: str | None = None,
-        reader: str = "pyarrow",
-        **prediction: Unpack[PredictionKwargs],
-    ) -> None:
-        super().__init__()
-        self._setDefault(num_models=10)
-        self.setParams(**self._input_kwargs)
+    num_models = param("num_models")
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         seed = seed if seed is not None else self.getSeed()
