@@ -96,11 +96,6 @@ def check_target_epochs(epochs: Any) -> int | None:
     return epochs
 
 
-#: The former name, still imported by :mod:`cerebro_spark.ml.search_handle`; remove once it
-#: imports :func:`check_target_epochs`.
-check_epochs = check_target_epochs
-
-
 class SearchControl:
     """The channel between a running search's driver and the user's thread (thread-safe).
 
