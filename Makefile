@@ -30,16 +30,10 @@ $(PSTAMP): pyproject.toml $(PETASTORM_ENV)
 
 install-petastorm: $(PSTAMP)
 
-## The data path and end-to-end training in that environment (a few minutes on 2 cores).
-PETASTORM_TESTS := tests/unit/test_reader.py tests/unit/test_reader_param.py tests/petastorm_env \
-	tests/spark/test_prepare.py::test_arrays_nested_arrays_vectors_and_several_labels_round_trip \
-	tests/spark/test_prepare.py::test_vector_assembler_output_dense_and_sparse_rows \
-	tests/spark/test_prepare.py::test_reuse_returns_the_same_spec_without_any_job_or_write \
-	tests/spark/test_prepared_data.py \
-	tests/spark/test_end_to_end.py::test_keras_estimator_fit_and_transform tests/spark/test_inference.py
-
+## The data path and end-to-end training in that environment (a few minutes on 2 cores): the tests
+## marked `petastorm` (by their modules or functions; every test of tests/petastorm_env).
 test-petastorm: install-petastorm
-	$(PBIN)/python -m pytest -m "not slow and not gpu" -q $(PETASTORM_TESTS)
+	$(PBIN)/python -m pytest -m "petastorm and not slow and not gpu" -q
 
 ## The whole suite (as `make test`) in that environment: Spark 3.5, pyarrow 14, numpy 1 (docs/petastorm.md),
 ## but Spark Connect: pyspark 3.5's package ships no Connect server (tested with pyspark 4, `make test`).

@@ -16,3 +16,12 @@ def _installed(name: str) -> bool:
 
 
 collect_ignore_glob = [] if _installed("petastorm") else ["test_*.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of this folder belongs to ``make test-petastorm`` (the ``petastorm`` marker)."""
+    import pytest
+
+    for item in items:
+        if "petastorm_env" in item.nodeid.split("/"):
+            item.add_marker(pytest.mark.petastorm)

@@ -103,6 +103,7 @@ def test_same_seed_gives_identical_histories(spark, store):
     assert other.get_all_model_history() != runs[0]
 
 
+@pytest.mark.petastorm
 def test_keras_estimator_fit_and_transform(spark, store):
     import keras
 

@@ -7,7 +7,7 @@ import pytest
 
 from cerebro_spark.errors import DataError, InvalidParamError
 
-pytestmark = [pytest.mark.spark, pytest.mark.keras]
+pytestmark = [pytest.mark.spark, pytest.mark.keras, pytest.mark.petastorm]
 
 ROWS = 60
 

@@ -134,6 +134,7 @@ def test_scalar_feature_and_label_round_trip(frame, store, write_path):
     np.testing.assert_array_equal(x, (np.arange(N) / 10).astype(np.float32))
 
 
+@pytest.mark.petastorm
 def test_arrays_nested_arrays_vectors_and_several_labels_round_trip(frame, store, write_path):
     features = ("x", "arr", "nested", "vec", "svec", "dec")
     labels = ("y_float", "y_int", "id", "y_bool")
@@ -172,6 +173,7 @@ def test_arrays_nested_arrays_vectors_and_several_labels_round_trip(frame, store
     assert isinstance(data.x(), list) and len(data.x()) == 6 and len(data.y()) == 4
 
 
+@pytest.mark.petastorm
 def test_vector_assembler_output_dense_and_sparse_rows(spark, store):
     from pyspark.ml.feature import VectorAssembler
 
@@ -310,6 +312,7 @@ def _mtimes(store, spec) -> dict[str, int]:
     return {k: os.stat(store.local_path(k)).st_mtime_ns for k in keys}
 
 
+@pytest.mark.petastorm
 def test_reuse_returns_the_same_spec_without_any_job_or_write(spark, frame, store, count_jobs):
     first = _prepare(frame, store, validation=0.2, seed=3)
     for key in _mtimes(store, first):  # back-date the files: any rewrite gives them a new time

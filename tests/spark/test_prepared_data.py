@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.spark, pytest.mark.keras]
+pytestmark = [pytest.mark.spark, pytest.mark.keras, pytest.mark.petastorm]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 

@@ -15,6 +15,8 @@ from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.store.base import Store
 
+pytestmark = pytest.mark.petastorm
+
 ROWS = 10
 FEATURES = (
     ColumnSpec("x", "float32", ()),

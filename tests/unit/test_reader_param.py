@@ -13,6 +13,8 @@ from cerebro_spark.errors import InvalidParamError, MissingDependencyError
 from cerebro_spark.ml import GridSearch, KerasEstimator
 from cerebro_spark.ml._params import validate_params
 
+pytestmark = pytest.mark.petastorm
+
 
 @pytest.mark.parametrize("cls", [KerasEstimator, GridSearch], ids=lambda c: c.__name__)
 def test_reader_defaults_to_pyarrow_and_takes_petastorm(cls):
