@@ -25,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cerebro_spark._json import jsonable, read_back
 from cerebro_spark.backend.base import TaskResult
 from cerebro_spark.driver.book import ModelBook
 from cerebro_spark.driver.commands import LiveCommands
 from cerebro_spark.driver.control import command_from_dict
 from cerebro_spark.driver.records import EpochRecord, ModelRecord, UnitRecord
-from cerebro_spark.driver.run_record import RunRecorder, events_key, jsonable
+from cerebro_spark.driver.run_record import RunRecorder, events_key
 from cerebro_spark.errors import InvalidParamError
 from cerebro_spark.scheduler import Assignment, Unit, UnitKind
 from cerebro_spark.store import layout
@@ -126,7 +127,7 @@ def check_resumable(log: RunLog, header: dict[str, Any]) -> None:
             f"prepared data: the run used fingerprint {recorded_data!r}, this search "
             f"{header['dataset']['fingerprint']!r} (other data, columns, validation or split seed)"
         )
-    old, new = record["algorithm_config"], _json_round_trip(header["algorithm_config"])
+    old, new = record["algorithm_config"], read_back(header["algorithm_config"])
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             problems.append(f"search {key}: the run has {old.get(key)!r}, this search {new.get(key)!r}")
@@ -253,7 +254,3 @@ def _restore_history(log: RunLog, recorder: RunRecorder, model: ModelRecord) -> 
     model.history[: len(stored)] = stored
     for record in model.history[len(stored) :]:
         recorder.history(record)
-
-
-def _json_round_trip(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))

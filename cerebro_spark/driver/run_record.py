@@ -19,11 +19,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from cerebro_spark._json import jsonable
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.driver.background_store import BackgroundStore
@@ -226,16 +226,3 @@ def model_entry(model: ModelRecord) -> dict[str, Any]:
         "best_version": model.best_version,
         "version": model.version,
     }
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON can hold it (a non-finite float as its name, anything else unknown as its repr)."""
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):  # a nested search space's value
-        return {str(k): jsonable(v) for k, v in value.items()}
-    return repr(value)

@@ -45,6 +45,7 @@ from pyspark.ml.util import (
     MLWriter,
 )
 
+from cerebro_spark._json import is_json
 from cerebro_spark._trust import require_trust
 from cerebro_spark._trust import trust_pickles as trusted_block
 from cerebro_spark._version import __version__
@@ -204,17 +205,6 @@ def _describe_versions(versions: dict[str, str]) -> str:
 # ---- param values ------------------------------------------------------------------------------------
 
 
-def is_json(value: Any) -> bool:
-    """Whether ``value`` is plain JSON data (round-trips through ``json`` unchanged)."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return True
-    if isinstance(value, list):
-        return all(is_json(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and is_json(v) for k, v in value.items())
-    return False
-
-
 def _is_builtin_keras_object(value: Any) -> bool:
     """A Keras optimizer, loss, metric or learning-rate schedule of Keras' own (saved by its config)."""
     keras = sys.modules.get("keras")
@@ -253,9 +243,7 @@ def encode_value(value: Any, key: str, files: SavedFiles, what: str) -> dict[str
             "items": [encode_value(v, f"{key}-{i}", files, f"{what}[{i}]") for i, v in enumerate(value)],
         }
     if _is_builtin_keras_object(value):
-        import keras
-
-        config = keras.saving.serialize_keras_object(value)
+        config = keras_io.object_config(value)
         if is_json(config):
             return {"kind": "keras_object", "config": config}
     name = f"{key}.pkl"
@@ -295,9 +283,7 @@ def decode_value(
             for i, d in enumerate(descriptor["items"])
         ]
     if kind == "keras_object":
-        import keras
-
-        return keras.saving.deserialize_keras_object(descriptor["config"], custom_objects=custom)
+        return keras_io.object_from_config(descriptor["config"], custom)
     if kind == "pickle":
         return loads(files, descriptor["file"], what, saved_with)
     raise PersistenceError(

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from cerebro_spark._json import jsonable
 from cerebro_spark.errors import InvalidParamError, SearchSpaceError
 
 #: Largest number of values a q-dimension may enumerate for a grid.
@@ -564,15 +565,8 @@ def hp_repeat(length: Any, item: Any) -> Repeat:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Dimension):
-        return value.describe()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return repr(value)
+    """A value of a space as its description shows it: a dimension by its own description."""
+    return jsonable(value, lambda v: v.describe() if isinstance(v, Dimension) else repr(v))
 
 
 def flatten_params(params: Mapping[str, Any]) -> dict[str, Any]:

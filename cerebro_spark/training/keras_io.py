@@ -63,6 +63,23 @@ def load_custom_objects(data: bytes | Mapping[str, Any] | None) -> dict[str, Any
     return pickle.loads(data)  # type: ignore[no-any-return]  # noqa: S301 (bytes this package wrote)
 
 
+# ---- built-in Keras objects (optimizers, losses, metrics, schedules) ------------------------------------
+
+
+def object_config(value: Any) -> Any:
+    """The config of a Keras object (an optimizer, a loss...) as Keras serializes it."""
+    import keras
+
+    return keras.saving.serialize_keras_object(value)
+
+
+def object_from_config(config: Any, custom_objects: bytes | Mapping[str, Any] | None = None) -> Any:
+    """The Keras object of a config written by :func:`object_config`."""
+    import keras
+
+    return keras.saving.deserialize_keras_object(config, custom_objects=load_custom_objects(custom_objects))
+
+
 # ---- whole models (.keras) ---------------------------------------------------------------------------
 
 
