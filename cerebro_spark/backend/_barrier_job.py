@@ -56,9 +56,16 @@ def run_worker(
     gpu = ctx.resources().get("gpu")
     gpus = tuple(gpu.addresses) if gpu is not None else ()
     _executor_loop.serve(
-        address, secret, worker_id, num_workers, max(1, int(ctx.cpus())), heartbeat_s, gpus,
-        connect_timeout_s=connect_timeout_s, warm_up=warm_up,
-    )  # fmt: skip
+        address,
+        secret,
+        worker_id,
+        num_workers,
+        max(1, int(ctx.cpus())),
+        heartbeat_s,
+        gpus,
+        connect_timeout_s=connect_timeout_s,
+        warm_up=warm_up,
+    )
     return iter([worker_id])
 
 

@@ -219,8 +219,10 @@ class ControlServer:
                     if crowded:  # unauthenticated connections cost a thread each: a cap, not a flood
                         logger.warning(
                             "control plane refused a connection from %s: %d connections are already "
-                            "authenticating", peer, self._max_pending,
-                        )  # fmt: skip
+                            "authenticating",
+                            peer,
+                            self._max_pending,
+                        )
                         conn.close()
                         continue
                     try:
@@ -261,8 +263,11 @@ class ControlServer:
         if refused:
             logger.warning(
                 "control plane dropped worker id %r from %s (pid %d): duplicate, out of [0, %d) or closing",
-                wid, hello.host, hello.pid, self._num_workers,
-            )  # fmt: skip
+                wid,
+                hello.host,
+                hello.pid,
+                self._num_workers,
+            )
             channel.close()
             return -1, channel
         logger.info("worker %d ready: pid %d on %s, %d cores", wid, hello.pid, hello.host, hello.cores)
@@ -278,8 +283,11 @@ class ControlServer:
                     self._last_seen[worker_id] = time.monotonic()
                     now = time.time()
                     error = f"The driver cannot unpickle the result of task {exc.task_id}: {exc}"
-                    self._events.put(TaskResult(exc.task_id, worker_id, False, error=error, started_at=now,
-                                                finished_at=now))  # fmt: skip
+                    self._events.put(
+                        TaskResult(
+                            exc.task_id, worker_id, False, error=error, started_at=now, finished_at=now
+                        )
+                    )
                     continue
                 if not self._closing.is_set():
                     if isinstance(exc, ConnectionError):

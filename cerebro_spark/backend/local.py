@@ -153,8 +153,10 @@ class LocalBackend(Backend):
         if isinstance(item, _WorkerDied):
             self._failure = WorkerLostError(
                 f"Local worker {item.worker_id} died: {item.reason}",
-                worker_id=item.worker_id, reason=item.reason, log_tail=item.traceback,
-            )  # fmt: skip
+                worker_id=item.worker_id,
+                reason=item.reason,
+                log_tail=item.traceback,
+            )
             raise self._failure
         return item
 

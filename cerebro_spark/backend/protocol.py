@@ -103,8 +103,16 @@ class _IdReader(_Unpickler):
     """Reads only the envelope of a message that failed to unpickle: a TaskRequest or TaskResult with
     every value that is not a plain builtin replaced by :class:`_Missing`, for its ``task_id``."""
 
-    _KEEP = frozenset({("copyreg", "__newobj__"), ("copyreg", "_reconstructor"), ("builtins", "object"),
-                       ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "bytearray")})  # fmt: skip
+    _KEEP = frozenset(
+        {
+            ("copyreg", "__newobj__"),
+            ("copyreg", "_reconstructor"),
+            ("builtins", "object"),
+            ("builtins", "set"),
+            ("builtins", "frozenset"),
+            ("builtins", "bytearray"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._KEEP or (module, name) in _ENVELOPES:

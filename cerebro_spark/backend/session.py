@@ -94,8 +94,10 @@ class ClassicSpark:
         logger.info(
             "Spark's Python workers would run %r (PYSPARK_PYTHON); on local master %s the cerebro_spark "
             "workers run this interpreter instead: %s",
-            configured, sc.master, sys.executable,
-        )  # fmt: skip
+            configured,
+            sc.master,
+            sys.executable,
+        )
         sc.pythonExec = sys.executable
         try:
             yield

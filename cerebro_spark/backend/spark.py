@@ -343,8 +343,12 @@ class SparkBackend(Backend):
             return slots, how
         logger.warning(
             "waiting up to %.0f s (start_timeout_s) for executors: %d of the %d task slots the workers need "
-            "are up (%s)", self._start_timeout_s, slots, n, how,
-        )  # fmt: skip
+            "are up (%s)",
+            self._start_timeout_s,
+            slots,
+            n,
+            how,
+        )
         deadline = time.monotonic() + self._start_timeout_s
         while slots < n and time.monotonic() < deadline:
             time.sleep(0.5)  # executors register with the driver's scheduler, which has no callback here

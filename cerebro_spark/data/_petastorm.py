@@ -121,9 +121,14 @@ def _batches(store: Store, part: PartitionSpec, names: list[str]) -> list[dict[s
         warnings.simplefilter("ignore", DeprecationWarning)
         # One reader thread, row groups in file order, one pass: the rows of the pyarrow reader.
         with petastorm.make_batch_reader(
-            [url], schema_fields=fields, reader_pool_type="dummy", shuffle_row_groups=False,
-            shuffle_rows=False, num_epochs=1, storage_options=options,
-        ) as reader:  # fmt: skip
+            [url],
+            schema_fields=fields,
+            reader_pool_type="dummy",
+            shuffle_row_groups=False,
+            shuffle_rows=False,
+            num_epochs=1,
+            storage_options=options,
+        ) as reader:
             return [batch._asdict() for batch in reader]
 
 

@@ -196,8 +196,9 @@ def check_summary(
             logger.warning(
                 "feature column %r holds integers up to %.0f, above 2**24: stored as float32, they lose "
                 "precision (16777217 becomes 16777216); scale them, or index them if they are ids",
-                c.name, largest,
-            )  # fmt: skip
+                c.name,
+                largest,
+            )
         low = summary.stats[c.name].min_value
         if c.role == "weight" and low is not None and not low >= 0:
             raise DataError(

@@ -189,9 +189,14 @@ def prepare_data(
     store.write_json(spec.metadata_key, spec.to_dict())  # last: its presence marks a complete preparation
     logger.info(
         "prepared %d training rows %s and %d validation rows %s in %s of %s in %.1fs",
-        spec.train_rows, [p.rows for p in train], spec.val_rows, [p.rows for p in val],
-        root, store, time.perf_counter() - started,
-    )  # fmt: skip
+        spec.train_rows,
+        [p.rows for p in train],
+        spec.val_rows,
+        [p.rows for p in val],
+        root,
+        store,
+        time.perf_counter() - started,
+    )
     return spec
 
 
@@ -245,8 +250,10 @@ def _warn_if_large(specs: Sequence[ColumnSpec], train_rows: int, num_partitions:
         logger.warning(
             "each worker will hold about %.1f GiB of training data in memory (dense: sparse vectors are "
             "stored dense, %d bytes per row); use more workers or fewer feature dimensions if that is "
-            "too much", per_worker / 2**30, row_bytes,
-        )  # fmt: skip
+            "too much",
+            per_worker / 2**30,
+            row_bytes,
+        )
 
 
 def _check_params(df: Any, store: Any, num_partitions: Any, seed: Any, reuse: Any) -> tuple[int, int | None]:

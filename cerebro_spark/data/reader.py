@@ -222,8 +222,12 @@ class PartitionCache:
                 self._data[key] = found
                 logger.info(
                     "cached %s partition %d of %s: %d rows, %.1f MiB",
-                    split, index, spec.root, found.rows, found.nbytes / 2**20,
-                )  # fmt: skip
+                    split,
+                    index,
+                    spec.root,
+                    found.rows,
+                    found.nbytes / 2**20,
+                )
             return found
 
     def get(self, key: tuple[str, str, int], default: Any = None) -> Any:

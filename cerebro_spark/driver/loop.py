@@ -200,8 +200,8 @@ class MopDriver:
         state = self.states.get(unit.model_id, version)
         if state is None:  # the worker reads the checkpoint: it must be written by now
             self.store.flush()
-        common = {"store": self.store.target, "dataset": self.dataset, "model": spec,
-                  "partition": unit.partition, "state": state}  # fmt: skip
+        common = dict(store=self.store.target, dataset=self.dataset, model=spec, partition=unit.partition)
+        common["state"] = state
         if unit.kind is UnitKind.TRAIN:
             kwargs = {**common, "epoch": unit.epoch, "from_version": version, "seed": self.settings.seed}
             return TaskRequest(task_id, self.tasks.train, kwargs)
@@ -272,11 +272,15 @@ class MopDriver:
         model = self.models[model_id]
         if not result.ok and not model.error:
             model.error = f"{result.error}\n{result.traceback}".strip()
+            where = f"{a.unit.kind.value} unit, epoch {a.unit.epoch}, partition {a.unit.partition}"
             logger.error(
-                "model %s failed on worker %d (%s unit, epoch %d, partition %d): %s\n%s",
-                model_id, a.worker_id, a.unit.kind.value, a.unit.epoch, a.unit.partition, result.error,
+                "model %s failed on worker %d (%s): %s\n%s",
+                model_id,
+                a.worker_id,
+                where,
+                result.error,
                 result.traceback,
-            )  # fmt: skip
+            )
         self.book.mark_failing(model_id)
         if not self.workers.in_flight(model_id):
             self._fail(model_id, result.error or model.reason)

@@ -193,8 +193,11 @@ def restore(
         _restore_history(log, recorder, model)
     logger.info(
         "run %s resumed: %d units and %d events replayed; %d models active",
-        log.run_id, len(log.units), len(log.events), len(book.scheduler.active_models),
-    )  # fmt: skip
+        log.run_id,
+        len(log.units),
+        len(log.events),
+        len(book.scheduler.active_models),
+    )
     return float(log.record.get("wall_seconds", 0.0))
 
 

@@ -105,8 +105,11 @@ class Workers:
             self.backend.submit(assignment.worker_id, request(task_id, assignment))
         except InvalidParamError as exc:  # it cannot cross to the worker (unpicklable, too large): it fails
             now = time.time()
-            self._refused.append(TaskResult(task_id, assignment.worker_id, False, error=str(exc), started_at=now,
-                                            finished_at=now))  # fmt: skip
+            self._refused.append(
+                TaskResult(
+                    task_id, assignment.worker_id, False, error=str(exc), started_at=now, finished_at=now
+                )
+            )
 
     def track(self, assignment: Assignment, submitted_at: float) -> int:
         """Count ``assignment`` in flight (a resume tracks the journal's units so); returns its task id."""
@@ -223,17 +226,28 @@ class Workers:
         suspect = next(
             (f.assignment.unit.model_id for f in flights if f.assignment.worker_id == lost.worker_id), None
         )
-        units = [f"{u.kind.value} {u.model_id} epoch {u.epoch} partition {u.partition}"
-                 for u in (f.assignment.unit for f in flights)]  # fmt: skip
-        self.losses.append({"worker_id": lost.worker_id, "reason": lost.reason, "suspect": suspect,
-                            "units_put_back": units, "at": time.time()})  # fmt: skip
+        units = [
+            f"{u.kind.value} {u.model_id} epoch {u.epoch} partition {u.partition}"
+            for u in (f.assignment.unit for f in flights)
+        ]
+        self.losses.append(
+            {
+                "worker_id": lost.worker_id,
+                "reason": lost.reason,
+                "suspect": suspect,
+                "units_put_back": units,
+                "at": time.time(),
+            }
+        )
         strikes = Counter(loss["suspect"] for loss in self.losses if loss["suspect"] is not None)
         culprit = suspect if suspect is not None and strikes[suspect] >= CULPRIT_LOSSES else None
         if culprit is not None:
             logger.error(
                 "model %s was running on the lost worker %d for the %d. time: it fails, alone",
-                culprit, lost.worker_id, strikes[culprit],
-            )  # fmt: skip
+                culprit,
+                lost.worker_id,
+                strikes[culprit],
+            )
         put_back([flight.assignment for flight in flights], culprit, lost)
         limit = self.backend.max_restarts
         charged = [
@@ -248,8 +262,13 @@ class Workers:
             ) from lost
         logger.warning(
             "worker %d lost (%s): relaunching the workers (%d of at most %d); %d units in flight put back: %s",
-            lost.worker_id, lost.reason, len(self.losses), limit, len(units), units,
-        )  # fmt: skip
+            lost.worker_id,
+            lost.reason,
+            len(self.losses),
+            limit,
+            len(units),
+            units,
+        )
 
     def _new_task_id(self) -> int:
         self._task_ids += 1

@@ -89,11 +89,15 @@ def prepare(df: DataFrame, store: Store, request: DataRequest) -> DatasetSpec:
     spark = spark_handle(df.sparkSession)
     with spark.driver_python(), spark.job_description(f"cerebro_spark run {request.run_id}: preparing data"):
         return prepare_data(
-            df, store,
-            feature_columns=list(request.feature_columns), label_columns=list(request.label_columns),
-            num_partitions=request.num_workers, validation=request.validation, seed=request.split_seed,
+            df,
+            store,
+            feature_columns=list(request.feature_columns),
+            label_columns=list(request.label_columns),
+            num_partitions=request.num_workers,
+            validation=request.validation,
+            seed=request.split_seed,
             sample_weight_column=request.sample_weight_column,
-        )  # fmt: skip
+        )
 
 
 def resolve_prepared(

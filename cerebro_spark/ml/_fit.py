@@ -144,11 +144,14 @@ def run_search(
     if dataset is None:  # the preparation's Spark jobs run while TensorFlow loads for the model builds
         spark = spark_session(df)  # here: a thread of its own sees no active session
         request = DataRequest(
-            feature_columns=tuple(owner.getFeatureColumns()), label_columns=tuple(owner.getLabelColumns()),
-            sample_weight_column=owner.getOrDefault(owner.sample_weight_column), validation=validation,
+            feature_columns=tuple(owner.getFeatureColumns()),
+            label_columns=tuple(owner.getLabelColumns()),
+            sample_weight_column=owner.getOrDefault(owner.sample_weight_column),
+            validation=validation,
             split_seed=user_seed if user_seed is not None else DEFAULT_SPLIT_SEED,
-            num_workers=backend.num_workers, run_id=run_id,
-        )  # fmt: skip
+            num_workers=backend.num_workers,
+            run_id=run_id,
+        )
         resolve = functools.partial(resolve_dataset, df, request, spark, store, metric)
         description = (
             f"cerebro_spark run {run_id}: {len(trials)} models hopping on {backend.num_workers} workers"
@@ -210,9 +213,15 @@ def run_search(
             load_model=load_model,
         )
         driver = MopDriver(
-            backend, store, dataset, algorithm, model_factory, settings,
-            callbacks=[*callbacks, *observers.callbacks], control=control,
-        )  # fmt: skip
+            backend,
+            store,
+            dataset,
+            algorithm,
+            model_factory,
+            settings,
+            callbacks=[*callbacks, *observers.callbacks],
+            control=control,
+        )
         observers.bind(driver.models)
         logger.info("run %s: %d models on %s, Store %s", run_id, len(trials), backend.describe(), store.url)
         result: SearchResult | None = None
@@ -246,9 +255,13 @@ def _existing_model_spec(run_id: str, trial: Trial, est: KerasEstimator) -> Mode
     """The spec of a model a resumed run wrote before (its ``.keras`` file and checkpoints stay)."""
     custom = pickled_custom_objects(est)
     return ModelSpec(
-        run_id=run_id, model_id=trial.model_id, batch_size=est.getBatchSize(), custom_objects=custom,
-        params=dict(trial.params), structure_key=structure_key(compiled_model(est), custom),
-    )  # fmt: skip
+        run_id=run_id,
+        model_id=trial.model_id,
+        batch_size=est.getBatchSize(),
+        custom_objects=custom,
+        params=dict(trial.params),
+        structure_key=structure_key(compiled_model(est), custom),
+    )
 
 
 def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None) -> KerasEstimator:

@@ -34,9 +34,12 @@ def compiled_model(est: KerasEstimator) -> keras.Model:
         optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     metrics, weighted = est.getOrDefault(est.metrics), est.getOrDefault(est.weighted_metrics)
     model.compile(
-        optimizer=optimizer, loss=loss, metrics=list(metrics) if metrics else None,
-        weighted_metrics=list(weighted) if weighted else None, loss_weights=est.getOrDefault(est.loss_weights),
-    )  # fmt: skip
+        optimizer=optimizer,
+        loss=loss,
+        metrics=list(metrics) if metrics else None,
+        weighted_metrics=list(weighted) if weighted else None,
+        loss_weights=est.getOrDefault(est.loss_weights),
+    )
     model.optimizer.build(model.trainable_variables)  # so the saved file holds the full optimizer state
     return model
 
@@ -89,9 +92,13 @@ def write_initial_model(
     model = compiled_model(est)
     custom = pickled_custom_objects(est)
     spec = ModelSpec(
-        run_id=run_id, model_id=model_id, batch_size=est.getBatchSize(),
-        custom_objects=custom, params=dict(params), structure_key=structure_key(model, custom),
-    )  # fmt: skip
+        run_id=run_id,
+        model_id=model_id,
+        batch_size=est.getBatchSize(),
+        custom_objects=custom,
+        params=dict(params),
+        structure_key=structure_key(model, custom),
+    )
     keras_io.save_model(store, spec.initial_key, model)
     keras_io.save_checkpoint(store, spec.checkpoint_key(0), model)
     return spec

@@ -150,7 +150,7 @@ _SPECS = [
         TypeConverters.toInt,
         int_at_least(1),
         "int",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "max_epochs",
         "epochs of a model that is never stopped (>= min_epochs).",
@@ -158,7 +158,7 @@ _SPECS = [
         TypeConverters.toInt,
         int_at_least(1),
         "int",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "reduction_factor",
         "eta: a rung keeps the best 1/eta of its models (>= 2).",
@@ -166,7 +166,7 @@ _SPECS = [
         TypeConverters.toInt,
         int_at_least(2),
         "int",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "max_concurrent",
         "models training at once (>= 1); None: twice the number of workers.",
@@ -180,7 +180,7 @@ _SPECS = [
         TypeConverters.toString,
         _text,
         "str",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "mode",
         "'min' or 'max' for the evaluation metric; 'auto' infers it from the name.",
@@ -188,7 +188,7 @@ _SPECS = [
         TypeConverters.toString,
         one_of("auto", "min", "max"),
         "str",
-    ),  # fmt: skip
+    ),
     # ---- the data and the run (every estimator and search) ----
     ParamSpec(
         "feature_columns",
@@ -197,7 +197,7 @@ _SPECS = [
         to_str_list,
         _column_list,
         "list[str] | None",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "label_columns",
         "names of the label columns, one per model output (required).",
@@ -205,14 +205,14 @@ _SPECS = [
         to_str_list,
         _column_list,
         "list[str] | None",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "store",
         "the Store holding prepared data, checkpoints and records (required).",
         REQUIRED,
         check=instance_of(Store, "a cerebro_spark Store (Store.create(path_or_url))"),
         annotation="Store | None",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "backend",
         "where training runs: a SparkBackend (default: one on the active SparkSession) or a LocalBackend.",
@@ -243,7 +243,7 @@ _SPECS = [
         TypeConverters.toInt,
         int_at_least(0),
         "int",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "run_id",
         "name of the run folder in the Store (default: a new unique id).",
@@ -258,7 +258,7 @@ _SPECS = [
         TypeConverters.toBoolean,
         instance_of(bool, "a bool"),
         "bool",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "mlflow_experiment",
         "name of an MLflow experiment to record the search in (a parent run, a nested run per model), "
@@ -280,7 +280,7 @@ _SPECS = [
         "pyarrow",
         check=one_of("pyarrow", "petastorm"),
         annotation="str",
-    ),  # fmt: skip
+    ),
     # ---- how a fitted model writes predictions (every estimator, search and model) ----
     ParamSpec(
         "prediction_col",
@@ -289,7 +289,7 @@ _SPECS = [
         TypeConverters.toString,
         _text,
         "str",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "probability_col",
         "classifiers: name of the class-probabilities column ('' for none; default 'probability').",
@@ -297,7 +297,7 @@ _SPECS = [
         TypeConverters.toString,
         _OPTIONAL_COLUMN,
         "str",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "raw_prediction_col",
         "classifiers: name of the column holding the model's output as it is, probabilities or logits "
@@ -306,7 +306,7 @@ _SPECS = [
         TypeConverters.toString,
         _OPTIONAL_COLUMN,
         "str",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "output_type",
         "type of the multi-value output columns: 'array' (array<float>, default) or 'vector' "
@@ -315,7 +315,7 @@ _SPECS = [
         TypeConverters.toString,
         one_of("array", "vector"),
         "str",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "task",
         "'auto' (default: an output is a classifier when its compiled loss is a cross-entropy, focal, "
@@ -324,7 +324,7 @@ _SPECS = [
         TypeConverters.toString,
         one_of("auto", "classification", "regression"),
         "str",
-    ),  # fmt: skip
+    ),
     ParamSpec(
         "inference_batch_size",
         "rows per predict call in transform (>= 1).",
@@ -332,7 +332,7 @@ _SPECS = [
         TypeConverters.toInt,
         int_at_least(1),
         "int",
-    ),  # fmt: skip
+    ),
 ]
 
 #: Every Param by name, in the order constructors list them.
@@ -342,6 +342,11 @@ PARAMS: dict[str, ParamSpec] = {spec.name: spec for spec in _SPECS}
 PREDICTION_DEFAULTS: dict[str, Any] = {
     name: PARAMS[name].default
     for name in (
-        "prediction_col", "probability_col", "raw_prediction_col", "output_type", "task", "inference_batch_size"
+        "prediction_col",
+        "probability_col",
+        "raw_prediction_col",
+        "output_type",
+        "task",
+        "inference_batch_size",
     )
-}  # fmt: skip
+}

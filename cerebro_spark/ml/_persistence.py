@@ -231,8 +231,11 @@ def encode_value(value: Any, key: str, files: SavedFiles, what: str) -> dict[str
     if isinstance(value, Store):
         return {"kind": "store", "url": value.url}
     if isinstance(value, Backend):
-        return {"kind": "backend", "class": f"{type(value).__module__}.{type(value).__name__}",
-                "num_workers": value.num_workers}  # fmt: skip
+        return {
+            "kind": "backend",
+            "class": f"{type(value).__module__}.{type(value).__name__}",
+            "num_workers": value.num_workers,
+        }
     if _is_keras_model(value):
         name = f"{key}.keras"
         files.write_bytes(name, keras_io.model_to_bytes(value))
@@ -345,10 +348,16 @@ class CerebroWriter(MLWriter):
             "files": files.digests,
         }
         DefaultParamsWriter.saveMetadata(
-            instance, path, metadata_context(self.sparkSession),
-            extraMetadata={"cerebroVersion": __version__, "cerebroFormatVersion": FORMAT_VERSION, "cerebro": cerebro},
+            instance,
+            path,
+            metadata_context(self.sparkSession),
+            extraMetadata={
+                "cerebroVersion": __version__,
+                "cerebroFormatVersion": FORMAT_VERSION,
+                "cerebro": cerebro,
+            },
             paramMap=json_params,
-        )  # fmt: skip
+        )
         logger.info("saved %s %s to %s", type(instance).__name__, instance.uid, path)
 
 

@@ -92,9 +92,13 @@ class SuccessiveHalvingSearch(_AdaptiveSelection):
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
         return SuccessiveHalvingAlgorithm(
-            self._space(), num_models=self.getOrDefault(self.num_models), min_epochs=low, max_epochs=high,
-            reduction_factor=self._get("reduction_factor"), **self._common(seed),
-        )  # fmt: skip
+            self._space(),
+            num_models=self.getOrDefault(self.num_models),
+            min_epochs=low,
+            max_epochs=high,
+            reduction_factor=self._get("reduction_factor"),
+            **self._common(seed),
+        )
 
 
 class HyperbandSearch(_AdaptiveSelection):
@@ -123,9 +127,12 @@ class HyperbandSearch(_AdaptiveSelection):
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
         return HyperbandAlgorithm(
-            self._space(), min_epochs=low, max_epochs=high, reduction_factor=self._get("reduction_factor"),
+            self._space(),
+            min_epochs=low,
+            max_epochs=high,
+            reduction_factor=self._get("reduction_factor"),
             **self._common(seed),
-        )  # fmt: skip
+        )
 
 
 class ASHASearch(_AdaptiveSelection):
@@ -168,10 +175,14 @@ class ASHASearch(_AdaptiveSelection):
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         low, high = self._epochs()
         return ASHAAlgorithm(
-            self._space(), num_models=self.getOrDefault(self.num_models), min_epochs=low, max_epochs=high,
-            reduction_factor=self._get("reduction_factor"), max_concurrent=self._max_concurrent(),
+            self._space(),
+            num_models=self.getOrDefault(self.num_models),
+            min_epochs=low,
+            max_epochs=high,
+            reduction_factor=self._get("reduction_factor"),
+            max_concurrent=self._max_concurrent(),
             **self._common(seed),
-        )  # fmt: skip
+        )
 
 
 class TPESearch(_AdaptiveSelection):
@@ -202,9 +213,12 @@ class TPESearch(_AdaptiveSelection):
 
     def _algorithm(self, seed: int | None = None) -> SearchAlgorithm:
         return TPEAlgorithm(
-            self._space(), num_models=self.getOrDefault(self.num_models), num_epochs=self.getNumEpochs(),
-            max_concurrent=self._max_concurrent(), **self._common(seed),
-        )  # fmt: skip
+            self._space(),
+            num_models=self.getOrDefault(self.num_models),
+            num_epochs=self.getNumEpochs(),
+            max_concurrent=self._max_concurrent(),
+            **self._common(seed),
+        )
 
 
 __all__ = ["ASHASearch", "HyperbandSearch", "SuccessiveHalvingSearch", "TPESearch"]

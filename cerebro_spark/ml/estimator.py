@@ -157,9 +157,18 @@ def fit_single_estimator(est: KerasEstimator, df: DataFrame) -> KerasModel:
 
 #: Params that decide the prepared data and the run: the same for every param map of fitMultiple.
 SHARED_PARAMS = (
-    "store", "backend", "feature_columns", "label_columns", "validation", "seed", "run_id", "tensorboard",
-    "mlflow_experiment", "sample_weight_column", "reader",
-)  # fmt: skip
+    "store",
+    "backend",
+    "feature_columns",
+    "label_columns",
+    "validation",
+    "seed",
+    "run_id",
+    "tensorboard",
+    "mlflow_experiment",
+    "sample_weight_column",
+    "reader",
+)
 
 
 def fit_param_maps(
@@ -190,7 +199,7 @@ def fit_param_maps(
             record.version,
             by_id[model_id],
             history=record.metric_series(),
-        )  # fmt: skip
+        )
         for model_id, record in outcome.result.models.items()
     ]
 

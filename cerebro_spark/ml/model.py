@@ -135,15 +135,22 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
         order = match_columns(input_names(model), features, "feature_columns", "input")
         shapes = [tuple(model.inputs[i].shape[1:]) for i in range(len(order))]
         kinds, columns = plan_outputs(
-            model, prediction_col=self.getOrDefault(self.prediction_col),
+            model,
+            prediction_col=self.getOrDefault(self.prediction_col),
             **{name: self.getOrDefault(name) for name in _OUTPUT_PARAMS},
-        )  # fmt: skip
+        )
         with spark_handle(dataset.sparkSession).driver_python():  # the UDF captures it now
             inputs = input_columns(dataset, [features[j] for j in order], [len(s) for s in shapes])
             return predict_columns(
-                dataset, inputs, shapes, self._model_bytes, self._custom_objects, kinds, columns,
+                dataset,
+                inputs,
+                shapes,
+                self._model_bytes,
+                self._custom_objects,
+                kinds,
+                columns,
                 self.getOrDefault(self.inference_batch_size),
-            )  # fmt: skip
+            )
 
     def _save_extra(self, files: SavedFiles, options: dict[str, str]) -> dict[str, Any]:
         return self._write_files(files)

@@ -112,8 +112,12 @@ class SearchHandle:
         if snapshot is not None:
             for m in snapshot.models.values():
                 best = m.best_metrics()
-                models[m.model_id] = {"status": m.status, "epochs": m.epochs, "best_epoch": m.best_epoch,
-                                      snapshot.metric: best.get(snapshot.metric)}  # fmt: skip
+                models[m.model_id] = {
+                    "status": m.status,
+                    "epochs": m.epochs,
+                    "best_epoch": m.best_epoch,
+                    snapshot.metric: best.get(snapshot.metric),
+                }
         return {
             "run_id": self.run_id,
             "state": self._control.state,

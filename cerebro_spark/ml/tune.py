@@ -100,9 +100,17 @@ class _ModelSelection(Estimator, HasDataParams, HasPredictionParams, HasOutputPa
         mode = resolve_mode(metric, self.getOrDefault(self.mode))
         run_id, seed = run if run is not None else resolve_run(self)
         outcome = run_search(
-            self, dataset, self._algorithm(seed), lambda trial: estimator_of(gen_fn, trial.params), metric=metric,
-            mode=mode, run=(run_id, seed), control=control, dataset=prepared, callbacks=callbacks,
-        )  # fmt: skip
+            self,
+            dataset,
+            self._algorithm(seed),
+            lambda trial: estimator_of(gen_fn, trial.params),
+            metric=metric,
+            mode=mode,
+            run=(run_id, seed),
+            control=control,
+            dataset=prepared,
+            callbacks=callbacks,
+        )
         return ModelSelectionModel._create(outcome.result, outcome.specs, outcome.store, self)
 
     def _continue_run(

@@ -74,9 +74,13 @@ def history_rows(result: SearchResult) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"model_id": model.model_id, "epoch": record.epoch, "status": model.status}
             row.update({f"param_{k}": v for k, v in flatten_params(model.params).items()})
             row.update(record.metrics)
-            row.update(train_rows=record.train_rows, val_rows=record.val_rows,
-                       train_seconds=record.train_seconds, finished_at=record.finished_at,
-                       is_best_epoch=record.epoch == model.best_epoch)  # fmt: skip
+            row.update(
+                train_rows=record.train_rows,
+                val_rows=record.val_rows,
+                train_seconds=record.train_seconds,
+                finished_at=record.finished_at,
+                is_best_epoch=record.epoch == model.best_epoch,
+            )
             rows.append({c: row.get(c, None if c.startswith("param_") else math.nan) for c in columns})
     return rows
 
@@ -121,10 +125,17 @@ def leaderboard_frame(result: SearchResult) -> pd.DataFrame:
     rows = []
     for m in result.models.values():
         best = m.best_metrics()
-        rows.append({"model_id": m.model_id, "status": m.status, "epochs": m.epochs,
-                     "best_epoch": m.best_epoch, result.metric: best.get(result.metric, math.nan),
-                     **{k: v for k, v in sorted(best.items()) if k != result.metric},
-                     **{f"param_{k}": v for k, v in flatten_params(m.params).items()}})  # fmt: skip
+        rows.append(
+            {
+                "model_id": m.model_id,
+                "status": m.status,
+                "epochs": m.epochs,
+                "best_epoch": m.best_epoch,
+                result.metric: best.get(result.metric, math.nan),
+                **{k: v for k, v in sorted(best.items()) if k != result.metric},
+                **{f"param_{k}": v for k, v in flatten_params(m.params).items()},
+            }
+        )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

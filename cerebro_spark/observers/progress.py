@@ -120,23 +120,30 @@ class SearchProgress:
             m.epochs if self.status(i) in _FINAL else max(self.max_epochs(i), m.epochs) for i, m in entries
         )
         return {
-            "elapsed": elapsed, "units_done": self.units_done, "units_left": left,
-            "epochs_done": sum(m.epochs for m in self.models.values()), "epochs_planned": planned,
+            "elapsed": elapsed,
+            "units_done": self.units_done,
+            "units_left": left,
+            "epochs_done": sum(m.epochs for m in self.models.values()),
+            "epochs_planned": planned,
             "models": len(entries),
             "ended": sum(self.status(i) in _FINAL for i, _ in entries),
             "failed": sum(self.status(i) == "failed" for i, _ in entries),
             "utilization": min(self.busy_seconds / (self.num_workers * elapsed), 1.0),
-            "eta": left / rate if rate > 0 else math.inf, "best": self.best, "best_model": self.best_model,
-        }  # fmt: skip
+            "eta": left / rate if rate > 0 else math.inf,
+            "best": self.best,
+            "best_model": self.best_model,
+        }
 
     def line(self, now: float) -> str:
         """One compact line: what a log shows."""
         s = self.summary(now)
         best = "-" if s["best"] is None else f"{s['best']:.4g} ({s['best_model']})"
-        return (f"search {_clock(s['elapsed'])} | units {s['units_done']}/{s['units_done'] + s['units_left']}"
-                f" | epochs {s['epochs_done']}/{s['epochs_planned']} | models {s['models']}"
-                f" ({s['ended']} ended, {s['failed']} failed) | best {self.metric} {best}"
-                f" | util {s['utilization']:.0%} | ETA {_clock(s['eta'])}")  # fmt: skip
+        return (
+            f"search {_clock(s['elapsed'])} | units {s['units_done']}/{s['units_done'] + s['units_left']}"
+            f" | epochs {s['epochs_done']}/{s['epochs_planned']} | models {s['models']}"
+            f" ({s['ended']} ended, {s['failed']} failed) | best {self.metric} {best}"
+            f" | util {s['utilization']:.0%} | ETA {_clock(s['eta'])}"
+        )
 
 
 def _clock(seconds: float) -> str:
@@ -172,8 +179,15 @@ class ProgressCallback(DriverCallback):
     >>> callback = ProgressCallback(progress, style="lines", interval_s=30.0)
     """
 
-    def __init__(self, progress: SearchProgress, *, style: str = "auto", interval_s: float = 10.0,
-                 file: IO[str] | None = None, clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        progress: SearchProgress,
+        *,
+        style: str = "auto",
+        interval_s: float = 10.0,
+        file: IO[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if style not in ("auto", "rich", "notebook", "lines"):
             raise InvalidParamError(
                 f"style must be 'auto', 'rich', 'notebook' or 'lines'. Received: style={style!r}"
@@ -301,16 +315,25 @@ def _rich_table(progress: SearchProgress, now: float, max_rows: int = 20) -> Any
     for name in ("model", "epochs", "units (epoch)", "status", f"last {progress.metric}", "best"):
         table.add_column(name, justify="left" if name in ("model", "status") else "right")
     sign = 1.0 if progress.mode == "min" else -1.0
-    order = sorted(progress.entries(),
-                   key=lambda kv: (progress.status(kv[0]) in _FINAL, sign * (kv[1].best or 0.0)
-                                   if kv[1].best is not None else math.inf))  # fmt: skip
+    order = sorted(
+        progress.entries(),
+        key=lambda kv: (
+            progress.status(kv[0]) in _FINAL,
+            sign * (kv[1].best or 0.0) if kv[1].best is not None else math.inf,
+        ),
+    )
     for model_id, m in order[:max_rows]:
         bar = _bar(m.epochs, max(progress.max_epochs(model_id), m.epochs, 1))
         style = "bold green" if model_id == s["best_model"] else None
-        table.add_row(model_id, f"{bar} {m.epochs}/{progress.max_epochs(model_id)}",
-                      f"{m.units_in_epoch}/{progress.units_per_epoch}", progress.status(model_id),
-                      "" if math.isnan(m.last) else f"{m.last:.4g}",
-                      "" if m.best is None else f"{m.best:.4g}", style=style)  # fmt: skip
+        table.add_row(
+            model_id,
+            f"{bar} {m.epochs}/{progress.max_epochs(model_id)}",
+            f"{m.units_in_epoch}/{progress.units_per_epoch}",
+            progress.status(model_id),
+            "" if math.isnan(m.last) else f"{m.last:.4g}",
+            "" if m.best is None else f"{m.best:.4g}",
+            style=style,
+        )
     if len(order) > max_rows:
         table.caption = f"... and {len(order) - max_rows} more models"
     return table

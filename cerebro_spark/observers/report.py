@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.driver import SearchResult
-from cerebro_spark.errors import InvalidParamError
+from cerebro_spark.errors import InvalidParamError, MissingDependencyError
 from cerebro_spark.observers.history import leaderboard_frame
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def _figure(width: float, height: float) -> Figure:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(_INSTALL_HINT) from exc
+        raise MissingDependencyError(_INSTALL_HINT) from exc
     return Figure(figsize=(width, height), layout="constrained")
 
 
@@ -86,16 +86,35 @@ def plot_curves(result: SearchResult, ax: Axes, metric: str | None = None) -> No
         best = model_id == result.best_model_id
         label = f"{model_id} (best)" if best else model_id
         style = "-" if model.status in ("completed", "running") else "--"
-        ax.plot(epochs, values, style, color=colors[model_id], label=label, marker="o",
-                markersize=5 if best else 3,
-                linewidth=3.0 if best else 1.3, alpha=1.0 if best else 0.65, zorder=3 if best else 2)  # fmt: skip
+        ax.plot(
+            epochs,
+            values,
+            style,
+            color=colors[model_id],
+            label=label,
+            marker="o",
+            markersize=5 if best else 3,
+            linewidth=3.0 if best else 1.3,
+            alpha=1.0 if best else 0.65,
+            zorder=3 if best else 2,
+        )
         if model.best_epoch is not None and metric == result.metric and model.best_epoch in epochs:
-            ax.scatter([model.best_epoch], [values[epochs.index(model.best_epoch)]], s=28 if best else 14,
-                       color=colors[model_id], edgecolor="black", linewidth=0.6, zorder=4)  # fmt: skip
+            ax.scatter(
+                [model.best_epoch],
+                [values[epochs.index(model.best_epoch)]],
+                s=28 if best else 14,
+                color=colors[model_id],
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=4,
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by epoch ({'lower' if result.mode == 'min' else 'higher'} is better)"
-                 if metric == result.metric else f"{metric} by epoch")  # fmt: skip
+    ax.set_title(
+        f"{metric} by epoch ({'lower' if result.mode == 'min' else 'higher'} is better)"
+        if metric == result.metric
+        else f"{metric} by epoch"
+    )
     ax.grid(True, alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True)
     if len(result.models) <= 20:
@@ -120,19 +139,29 @@ def plot_schedule(result: SearchResult, ax: Axes) -> None:
     for unit in result.units:
         start, width = unit.started_at - origin, max(unit.finished_at - unit.started_at, 1e-6)
         train = unit.kind == "train"
-        ax.broken_barh([(start, width)], (unit.worker_id - 0.38, 0.76), facecolors=colors[unit.model_id],
-                       alpha=1.0 if train else 0.45, hatch=None if train else "///", edgecolor="white",
-                       linewidth=0.5)  # fmt: skip
+        ax.broken_barh(
+            [(start, width)],
+            (unit.worker_id - 0.38, 0.76),
+            facecolors=colors[unit.model_id],
+            alpha=1.0 if train else 0.45,
+            hatch=None if train else "///",
+            edgecolor="white",
+            linewidth=0.5,
+        )
     ax.set_yticks(range(result.num_workers), [f"worker {w}" for w in range(result.num_workers)])
     ax.set_ylim(result.num_workers - 0.5, -0.5)
     ax.set_xlabel("seconds since the first unit started")
-    ax.set_title(f"Schedule: {len(result.units)} units on {result.num_workers} workers, "
-                 f"utilization {result.utilization():.0%}")  # fmt: skip
+    ax.set_title(
+        f"Schedule: {len(result.units)} units on {result.num_workers} workers, "
+        f"utilization {result.utilization():.0%}"
+    )
     ax.grid(True, axis="x", alpha=0.3)
     if len(result.models) <= 20:
         handles = [Patch(color=colors[m], label=m) for m in result.models]
-        handles += [Patch(facecolor="white", edgecolor="black", label="train unit"),
-                    Patch(facecolor="white", edgecolor="black", hatch="///", label="eval unit")]  # fmt: skip
+        handles += [
+            Patch(facecolor="white", edgecolor="black", label="train unit"),
+            Patch(facecolor="white", edgecolor="black", hatch="///", label="eval unit"),
+        ]
         ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
@@ -213,8 +242,10 @@ def _models_html(result: SearchResult) -> str:
     for m in result.models.values():
         params = ", ".join(f"{html.escape(str(k))}={_text(v)}" for k, v in m.params.items())
         note = (m.error.splitlines() or [""])[0] if m.error else m.reason
-        rows.append(f"<tr><td>{html.escape(m.model_id)}</td><td>{html.escape(m.status)}</td>"
-                    f"<td>{m.epochs}</td><td><code>{params}</code></td><td>{html.escape(note)}</td></tr>")  # fmt: skip
+        rows.append(
+            f"<tr><td>{html.escape(m.model_id)}</td><td>{html.escape(m.status)}</td>"
+            f"<td>{m.epochs}</td><td><code>{params}</code></td><td>{html.escape(note)}</td></tr>"
+        )
     head = "<tr><th>model</th><th>status</th><th>epochs</th><th>parameters</th><th>note</th></tr>"
     return f'<table id="models"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
@@ -260,9 +291,11 @@ def write_report(result: SearchResult, path: str | os.PathLike[str], *, title: s
     schedule_fig = _figure(11.0, 0.45 * result.num_workers + 1.6)
     plot_schedule(result, schedule_fig.subplots())
     best = result.best_model_id or "none"
-    summary = (f"{len(result.models)} models on {result.num_workers} workers · wall time "
-               f"{result.wall_seconds:.1f}s · utilization {result.utilization():.0%} · ranked by "
-               f"{html.escape(result.metric)} ({result.mode}) · best model <b>{html.escape(best)}</b>")  # fmt: skip
+    summary = (
+        f"{len(result.models)} models on {result.num_workers} workers · wall time "
+        f"{result.wall_seconds:.1f}s · utilization {result.utilization():.0%} · ranked by "
+        f"{html.escape(result.metric)} ({result.mode}) · best model <b>{html.escape(best)}</b>"
+    )
     written = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>

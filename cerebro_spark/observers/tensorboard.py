@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cerebro_spark.driver import DriverCallback, EpochRecord, SearchResult, UnitRecord
+from cerebro_spark.errors import MissingDependencyError
 from cerebro_spark.search.space import flatten_params
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
@@ -96,7 +97,7 @@ class TensorBoardCallback(DriverCallback):
 
     def __init__(self, store: Store, run_id: str, hparams: HParamsSource | None = None) -> None:
         if not tensorboard_available():
-            raise ImportError(_INSTALL_HINT)
+            raise MissingDependencyError(_INSTALL_HINT)
         self.store = store
         self.run_id = layout.validate_run_id(run_id)
         self._hparams = hparams if hparams is not None else {}
@@ -139,8 +140,11 @@ class TensorBoardCallback(DriverCallback):
         if unit.kind != "train" or self._failed:
             return
         events = self._pending_units.setdefault(unit.model_id, [])
-        events.append(_scalar_event("sub_epoch_seconds", unit.finished_at - unit.started_at,
-                                    unit.version, unit.finished_at))  # fmt: skip
+        events.append(
+            _scalar_event(
+                "sub_epoch_seconds", unit.finished_at - unit.started_at, unit.version, unit.finished_at
+            )
+        )
         for name, seconds in sorted(unit.timings.items()):
             events.append(_scalar_event(f"sub_epoch_{name}", seconds, unit.version, unit.finished_at))
 
@@ -157,12 +161,18 @@ class TensorBoardCallback(DriverCallback):
 
     def _write_epoch(self, record: EpochRecord) -> None:
         model_id, step, when = record.model_id, record.epoch, record.finished_at
-        train = [_scalar_event(f"epoch_{k}", v, step, when) for k, v in sorted(record.metrics.items())
-                 if not k.startswith("val_")]  # fmt: skip
+        train = [
+            _scalar_event(f"epoch_{k}", v, step, when)
+            for k, v in sorted(record.metrics.items())
+            if not k.startswith("val_")
+        ]
         train.append(_scalar_event("epoch_train_seconds", record.train_seconds, step, when))
         train.extend(self._pending_units.pop(model_id, []))
-        validation = [_scalar_event(f"epoch_{k[4:]}", v, step, when)
-                      for k, v in sorted(record.metrics.items()) if k.startswith("val_")]  # fmt: skip
+        validation = [
+            _scalar_event(f"epoch_{k[4:]}", v, step, when)
+            for k, v in sorted(record.metrics.items())
+            if k.startswith("val_")
+        ]
         if (model_id, "") not in self._files:
             self._file(model_id, "").write([_hparams_event(model_id, self._params_of(model_id), when)])
         self._file(model_id, "train").write(train)

@@ -56,9 +56,17 @@ class MlflowCallback(DriverCallback):
     ...                           tracking_uri="sqlite:///mlflow.db")
     """
 
-    def __init__(self, run_id: str, experiment: str, metric: str, mode: str, *,
-                 hparams: HParamsSource | None = None, tracking_uri: str | None = None,
-                 load_model: Callable[[str, int], Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        run_id: str,
+        experiment: str,
+        metric: str,
+        mode: str,
+        *,
+        hparams: HParamsSource | None = None,
+        tracking_uri: str | None = None,
+        load_model: Callable[[str, int], Any] | None = None,
+    ) -> None:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as exc:
@@ -87,8 +95,11 @@ class MlflowCallback(DriverCallback):
         if model_id not in self._children:
             from mlflow.entities import Param
 
-            tags = {"mlflow.parentRunId": self.parent_run_id, "cerebro.run_id": self.run_id,
-                    "cerebro.model_id": model_id}  # fmt: skip
+            tags = {
+                "mlflow.parentRunId": self.parent_run_id,
+                "cerebro.run_id": self.run_id,
+                "cerebro.model_id": model_id,
+            }
             run = self.client.create_run(self.experiment_id, run_name=model_id, tags=tags)
             source = self._hparams
             params = source(model_id) if callable(source) else source.get(model_id, {})
@@ -103,8 +114,11 @@ class MlflowCallback(DriverCallback):
 
         stamp = int(record.finished_at * 1000)
         values = {**record.metrics, "train_seconds": record.train_seconds}
-        metrics = [Metric(name, float(v), stamp, record.epoch) for name, v in sorted(values.items())
-                   if math.isfinite(v)]  # fmt: skip
+        metrics = [
+            Metric(name, float(v), stamp, record.epoch)
+            for name, v in sorted(values.items())
+            if math.isfinite(v)
+        ]
         try:
             self.client.log_batch(self._child(record.model_id), metrics=metrics)
         except Exception as exc:  # noqa: BLE001 - a tracking server's hiccup must not end the search

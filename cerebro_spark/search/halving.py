@@ -210,8 +210,12 @@ class SuccessiveHalvingAlgorithm(_RungSearch):
         self._add_brackets([self.num_models], [self.rungs], [""])
 
     def state(self) -> dict[str, Any]:
-        return {**super().state(), "name": "successive_halving", "num_models": self.num_models,
-                "min_epochs": self.min_epochs}  # fmt: skip
+        return {
+            **super().state(),
+            "name": "successive_halving",
+            "num_models": self.num_models,
+            "min_epochs": self.min_epochs,
+        }
 
 
 class HyperbandAlgorithm(_RungSearch):

@@ -192,8 +192,13 @@ RETRIES = 3
 #: ... after this many seconds, doubled each time (0.5, 1, 2).
 BACKOFF_S = 0.5
 _NOT_TRANSIENT = (
-    FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, StoreError,
-)  # fmt: skip
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    StoreError,
+)
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -214,9 +219,15 @@ def _retrying(method: _Method) -> _Method:
                 delay = BACKOFF_S * 2**attempt
                 logger.warning(
                     "Store %s: %s(%r) failed (%s: %s); trying again in %.1f s (%d of %d)",
-                    self.url, method.__name__, args[0] if args else "", type(exc).__name__, exc, delay,
-                    attempt + 1, RETRIES,
-                )  # fmt: skip
+                    self.url,
+                    method.__name__,
+                    args[0] if args else "",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                    attempt + 1,
+                    RETRIES,
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -14,6 +14,8 @@ import math
 import threading
 from typing import Any
 
+from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
+from cerebro_spark.driver.settings import TaskNames
 from cerebro_spark.testing.faults import maybe_inject
 
 
@@ -21,8 +23,18 @@ def setup(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> 
     return {"worker_id": ctx.worker_id}
 
 
-def train(ctx: Any, *, store: Any, dataset: Any, model: Any, epoch: int, partition: int,
-          from_version: int, seed: int, state: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+def train(
+    ctx: Any,
+    *,
+    store: Any,
+    dataset: Any,
+    model: Any,
+    epoch: int,
+    partition: int,
+    from_version: int,
+    seed: int,
+    state: bytes | None = None,
+) -> dict[str, Any]:
     if model.params.get("fail_at_epoch") == epoch:
         raise ValueError(f"model {model.model_id} diverged (fake)")
     maybe_inject(model.params, epoch, partition)
@@ -33,8 +45,13 @@ def train(ctx: Any, *, store: Any, dataset: Any, model: Any, epoch: int, partiti
     rate = float(model.params.get("rate", 1.0))
     rows = dataset.train[partition].rows
     loss = math.nan if model.params.get("nan_at_epoch") == epoch else 1.0 / (1.0 + rate * version)
-    return {"metrics": {"loss": loss}, "rows": rows, "version": version, "state": _state(model, version),
-            "timings": {"load_s": 0.0, "read_s": 0.0, "train_s": 0.0, "save_s": 0.0}}  # fmt: skip
+    return {
+        "metrics": {"loss": loss},
+        "rows": rows,
+        "version": version,
+        "state": _state(model, version),
+        "timings": {"load_s": 0.0, "read_s": 0.0, "train_s": 0.0, "save_s": 0.0},
+    }
 
 
 def evaluate(
@@ -71,17 +88,13 @@ def _check_state(store: Any, model: Any, version: int, state: bytes | None) -> N
         raise FileNotFoundError(f"checkpoint {version} of {model.model_id} is wrong")
 
 
-def fake_tasks() -> Any:
+def fake_tasks() -> TaskNames:
     """The :class:`~cerebro_spark.driver.TaskNames` of this module's fake tasks."""
-    from cerebro_spark.driver import TaskNames
-
     return TaskNames(setup=f"{__name__}:setup", train=f"{__name__}:train", evaluate=f"{__name__}:evaluate")
 
 
-def fake_dataset(num_partitions: int, val_rows: int = 10) -> Any:
+def fake_dataset(num_partitions: int, val_rows: int = 10) -> DatasetSpec:
     """A :class:`~cerebro_spark.data.spec.DatasetSpec` whose files the fake tasks never read."""
-    from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
-
     root = "data/fake"
     return DatasetSpec(
         fingerprint="fake",

@@ -36,22 +36,48 @@ def fake_search_result(run_id: str = "run-fake", start: float = 1_000.0) -> Sear
                     version[model_id] += kind == "train"
                     begin = clock[worker]
                     clock[worker] = begin + seconds
-                    units.append(UnitRecord(
-                        model_id, epoch, partition, kind, worker, version[model_id], 50,
-                        {"loss": losses[epoch - 1]}, {"train_s": seconds}, begin - 0.01, begin,
-                        begin + seconds, begin + seconds + 0.01,
-                    ))  # fmt: skip
+                    units.append(
+                        UnitRecord(
+                            model_id,
+                            epoch,
+                            partition,
+                            kind,
+                            worker,
+                            version[model_id],
+                            50,
+                            {"loss": losses[epoch - 1]},
+                            {"train_s": seconds},
+                            begin - 0.01,
+                            begin,
+                            begin + seconds,
+                            begin + seconds + 0.01,
+                        )
+                    )
     for model_id, losses in LOSSES.items():
         history = [
-            EpochRecord(model_id, e, {"loss": v + 0.05, "accuracy": 0.95 - v, "val_loss": v,
-                                      "val_accuracy": 1.0 - v}, 2 * e, 100, 20, 4.0, start + 5.0 * e)
+            EpochRecord(
+                model_id,
+                e,
+                {"loss": v + 0.05, "accuracy": 0.95 - v, "val_loss": v, "val_accuracy": 1.0 - v},
+                2 * e,
+                100,
+                20,
+                4.0,
+                start + 5.0 * e,
+            )
             for e, v in enumerate(losses, start=1)
-        ]  # fmt: skip
+        ]
         best = min(range(len(losses)), key=losses.__getitem__) + 1
         status = "failed" if model_id == "m0002" else "completed"
         models[model_id] = ModelRecord(
-            model_id, dict(PARAMS[model_id]), status=status, reason="boom" if status == "failed" else "",
-            history=history, version=2 * len(losses), best_epoch=best, best_version=2 * best,
-        )  # fmt: skip
+            model_id,
+            dict(PARAMS[model_id]),
+            status=status,
+            reason="boom" if status == "failed" else "",
+            history=history,
+            version=2 * len(losses),
+            best_epoch=best,
+            best_version=2 * best,
+        )
     wall = max(clock.values()) - start
     return SearchResult(run_id, "val_loss", "min", 2, models, units, wall, "m0001")

@@ -104,8 +104,10 @@ def _use_gpus(tf: Any, worker_id: int, assigned: tuple[str, ...]) -> str:
     if assigned and not visible:
         logger.warning(
             "worker %d: Spark assigned GPU %s but TensorFlow sees no GPU (a CPU-only TensorFlow? the gpu extra "
-            "installs TensorFlow with CUDA): training on the CPU", worker_id, ",".join(assigned),
-        )  # fmt: skip
+            "installs TensorFlow with CUDA): training on the CPU",
+            worker_id,
+            ",".join(assigned),
+        )
     if not visible:
         return "CPU"
     return "GPU " + ",".join(assigned) if assigned else f"{len(visible)} GPU(s), none assigned by Spark"
@@ -157,16 +159,26 @@ def train_sub_epoch(
     metrics["learning_rate"] = _learning_rate(held.model)
     logger.debug(
         "worker %d trained model %s epoch %d on partition %d (%d rows) in %.3fs",
-        ctx.worker_id, model.model_id, epoch, partition, data.rows, t3 - t2,
-    )  # fmt: skip
+        ctx.worker_id,
+        model.model_id,
+        epoch,
+        partition,
+        data.rows,
+        t3 - t2,
+    )
     return {
         "metrics": metrics,
         "rows": data.rows,
         "version": version,
         "state": new_state if inline else None,
-        "timings": {"load_s": t1 - t0, "read_s": t2 - t1, "train_s": t3 - t2, "save_s": t4 - t3,
-                    "build_s": t1 - t0 if _builds(ctx) > builds else 0.0},
-    }  # fmt: skip
+        "timings": {
+            "load_s": t1 - t0,
+            "read_s": t2 - t1,
+            "train_s": t3 - t2,
+            "save_s": t4 - t3,
+            "build_s": t1 - t0 if _builds(ctx) > builds else 0.0,
+        },
+    }
 
 
 def evaluate(
