@@ -34,6 +34,9 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputPar
     configuration; then only its model, optimizer, loss, metrics, batch size and custom objects
     are used, and the search's data and prediction params apply.
 
+    Every param also has a getter and a setter, as in Spark ML: ``getBatchSize()``,
+    ``setBatchSize(64)``, ``getFeatureColumns()``... (``setParams(**kwargs)`` sets several).
+
     Parameters
     ----------
     model : keras.Model
@@ -74,9 +77,6 @@ class KerasEstimator(Estimator, HasDataParams, HasPredictionParams, HasOutputPar
         Rows per predict call in ``transform``.
 
         These six go to the fitted :class:`~cerebro_spark.ml.model.KerasModel` (see docs/columns.md).
-
-    Every param also has a getter and a setter, as in Spark ML: ``getBatchSize()``,
-    ``setBatchSize(64)``, ``getFeatureColumns()``... (``setParams(**kwargs)`` sets several).
 
     Examples
     --------
