@@ -101,7 +101,9 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy --strict cerebro_spark/scheduler cerebro_spark/search cerebro_spark/store cerebro_spark/backend/base.py \
-		cerebro_spark/driver cerebro_spark/training/keras_io.py cerebro_spark/training/steps.py
+		cerebro_spark/driver cerebro_spark/training/keras_io.py cerebro_spark/training/steps.py \
+		cerebro_spark/backend/remote.py cerebro_spark/backend/standalone.py cerebro_spark/backend/_control_server.py \
+		cerebro_spark/backend/_executor_loop.py cerebro_spark/backend/protocol.py
 
 imports: install
 	$(BIN)/lint-imports

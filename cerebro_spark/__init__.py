@@ -15,9 +15,18 @@ from cerebro_spark._trust import trust_pickles
 from cerebro_spark._version import __version__
 from cerebro_spark.backend.base import Backend
 from cerebro_spark.backend.local import LocalBackend
+from cerebro_spark.backend.standalone import StandaloneBackend
 from cerebro_spark.store.base import Store
 
-__all__ = ["Backend", "LocalBackend", "SparkBackend", "Store", "__version__", "trust_pickles"]
+__all__ = [
+    "Backend",
+    "LocalBackend",
+    "SparkBackend",
+    "StandaloneBackend",
+    "Store",
+    "__version__",
+    "trust_pickles",
+]
 
 
 def __getattr__(name: str) -> Any:

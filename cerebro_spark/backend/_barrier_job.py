@@ -13,10 +13,10 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cerebro_spark.backend import _executor_loop
+from cerebro_spark.backend.remote import JobEnded
 
 if TYPE_CHECKING:
     from cerebro_spark.backend.session import ClassicSpark, ConnectSpark
@@ -30,12 +30,11 @@ _JVM_FRAME = re.compile(r"^\s+(at |\.\.\. \d+ more)")
 #: behind a network the cluster cannot reach (a laptop), which only a quick, clear failure tells.
 CONNECT_CLIENT_TIMEOUT_S = 10.0
 
-
-@dataclass(frozen=True, slots=True)
-class JobEnded:
-    """The barrier job returned or failed (``error`` is Spark's message, without JVM stack frames)."""
-
-    error: str | None
+CONNECT_CLIENT_HINT = (
+    "The search runs in a Spark Connect client, whose control server the executors must reach: run it on "
+    "a machine the cluster can reach (a notebook attached to the cluster, its driver, spark-submit), or "
+    "pass SparkBackend(bind_address=...) an address of this machine that the executors can reach."
+)
 
 
 def run_worker(
@@ -64,6 +63,7 @@ def run_worker(
         heartbeat_s,
         gpus,
         connect_timeout_s=connect_timeout_s,
+        connect_hint=CONNECT_CLIENT_HINT if connect_timeout_s is not None else None,
         warm_up=warm_up,
     )
     return iter([worker_id])

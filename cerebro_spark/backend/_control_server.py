@@ -19,12 +19,14 @@ from typing import Any
 
 from cerebro_spark.backend.base import TaskResult
 from cerebro_spark.backend.protocol import (
+    ANY_WORKER,
     HANDSHAKE_TIMEOUT_S,
     Channel,
     Heartbeat,
     Hello,
     Message,
     UndecodableMessage,
+    Welcome,
     server_handshake,
 )
 from cerebro_spark.errors import AuthenticationError, BackendError
@@ -50,7 +52,8 @@ class WorkerLost:
 
 
 class ControlServer:
-    """Listen on ``host`` (an ephemeral port), authenticate workers with ``secret``, post their events.
+    """Listen on ``host`` (``port``: 0, an ephemeral one), authenticate workers with ``secret``, post
+    their events. Each admitted worker gets a :class:`~cerebro_spark.backend.protocol.Welcome`.
 
     Parameters
     ----------
@@ -68,6 +71,10 @@ class ControlServer:
     max_pending : int, optional
         At most this many connections authenticate at once (each holds a thread for up to
         ``handshake_timeout_s``); more are closed at once. Default ``2 * num_workers + 8``.
+    port : int, default 0
+        The port to listen on (0: any free one). Workers started by hand dial a port known beforehand.
+    heartbeat_s, warm_up : optional
+        Told to every worker in its Welcome (None: the worker's own).
     """
 
     def __init__(
@@ -79,8 +86,13 @@ class ControlServer:
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         worker_timeout_s: float | None = None,
         max_pending: int | None = None,
+        *,
+        port: int = 0,
+        heartbeat_s: float | None = None,
+        warm_up: str | None = None,
     ) -> None:
         self._secret = secret
+        self._welcome = (heartbeat_s, warm_up)
         self._max_pending = max_pending if max_pending is not None else 2 * num_workers + 8
         self._num_workers = num_workers
         self._events = events
@@ -91,7 +103,7 @@ class ControlServer:
         self._pending: set[socket.socket] = set()
         self._last_seen: dict[int, float] = {}
         self._threads: list[threading.Thread] = []
-        self._listener = socket.create_server((host, 0), backlog=max(16, 2 * num_workers))
+        self._listener = socket.create_server((host, port), backlog=max(16, 2 * num_workers))
         bound_host, port = self._listener.getsockname()[:2]
         self._address = (str(bound_host), int(port))
         self._wake_r, self._wake_w = socket.socketpair()
@@ -256,13 +268,16 @@ class ControlServer:
             raise BackendError(f"expected Hello as the first message, got {type(hello).__name__}")
         wid = hello.worker_id
         with self._lock:
+            if wid == ANY_WORKER:  # a worker started by hand: the lowest free id
+                wid = next((i for i in range(self._num_workers) if i not in self._channels), ANY_WORKER)
             refused = self._closing.is_set() or wid in self._channels or not 0 <= wid < self._num_workers
             if not refused:
                 self._channels[wid] = channel
                 self._last_seen[wid] = time.monotonic()
         if refused:
             logger.warning(
-                "control plane dropped worker id %r from %s (pid %d): duplicate, out of [0, %d) or closing",
+                "control plane dropped worker id %r from %s (pid %d): duplicate, out of [0, %d), no id free "
+                "or closing",
                 wid,
                 hello.host,
                 hello.pid,
@@ -270,7 +285,13 @@ class ControlServer:
             )
             channel.close()
             return -1, channel
+        try:
+            channel.send(Welcome(wid, self._num_workers, *self._welcome))
+        except OSError as exc:  # it left at once: its read loop reports it
+            logger.debug("could not welcome worker %d: %r", wid, exc)
         logger.info("worker %d ready: pid %d on %s, %d cores", wid, hello.pid, hello.host, hello.cores)
+        if wid != hello.worker_id:
+            hello = Hello(wid, hello.pid, hello.host, hello.cores)
         self._events.put(WorkerReady(hello))
         return wid, channel
 

@@ -1,7 +1,8 @@
 """The worker side of the control plane: connect to the driver, then run its tasks until told to stop.
 
-Runs inside one Spark (barrier) task for the whole life of a backend. It imports no pyspark: the
-Spark task that calls :func:`serve` passes in everything it needs as plain values.
+Runs for the whole life of a backend inside what holds a worker: a Spark barrier task, a Dask task, a
+Ray actor, or a ``cerebro-worker`` process started by hand. It imports no engine: the caller of
+:func:`serve` passes in everything it needs as plain values.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import time
 
 from cerebro_spark.backend.base import TaskRequest, TaskResult, WorkerContext, resolve_function, run_task
 from cerebro_spark.backend.protocol import (
+    ANY_WORKER,
+    HANDSHAKE_TIMEOUT_S,
     Channel,
     Heartbeat,
     Hello,
     Shutdown,
     UndecodableMessage,
+    Welcome,
     client_handshake,
 )
 from cerebro_spark.errors import InvalidParamError
@@ -27,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 60.0
 """How long a worker keeps retrying to reach the driver's server."""
+
+DEFAULT_REACH_HINT = (
+    "Check that executors can reach the driver host (SparkBackend's bind_address, spark.driver.host)."
+)
 
 #: What worker tasks keep between calls, for the life of this Python worker process: Spark reuses the
 #: process for later barrier tasks (one at a time), which then find their models traced and their
@@ -39,37 +47,47 @@ _THREAD_ENV_VARS = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP
 def serve(
     driver_address: tuple[str, int],
     secret: bytes,
-    worker_id: int,
-    num_workers: int,
-    cores: int,
+    worker_id: int = ANY_WORKER,
+    num_workers: int = 0,
+    cores: int = 1,
     heartbeat_s: float = 5.0,
     gpus: tuple[str, ...] = (),
     *,
     connect_timeout_s: float | None = None,
+    connect_hint: str | None = None,
     warm_up: str | None = None,
 ) -> None:
     """Serve the driver at ``driver_address`` as worker ``worker_id`` until it says Shutdown.
 
+    ``worker_id`` :data:`~cerebro_spark.backend.protocol.ANY_WORKER` (a worker started by hand) takes
+    the id the driver gives it; the driver's Welcome also says how many workers there are and, when it
+    decides them, the heartbeat period and the warm-up task (else ``heartbeat_s`` and ``warm_up``).
+
     Returns on :class:`~cerebro_spark.backend.protocol.Shutdown` or when the driver closes the
     connection. Raises AuthenticationError if the handshake fails and ConnectionError if the driver
-    cannot be reached within ``connect_timeout_s`` seconds: :data:`CONNECT_TIMEOUT_S` by default, a
-    shorter time for the driver of a Spark Connect client, with what to do in the message.
+    cannot be reached within ``connect_timeout_s`` seconds (:data:`CONNECT_TIMEOUT_S` by default), with
+    ``connect_hint`` (what to do) in its message.
     ``warm_up``: a task function run in a thread of its own once connected (see
     :meth:`~cerebro_spark.backend.base.Backend.set_warm_up`).
     """
     pin_threads(cores)
-    sock = _connect(driver_address, worker_id, connect_timeout_s)
+    sock = _connect(driver_address, worker_id, connect_timeout_s, connect_hint)
     channel = client_handshake(sock, secret)
     stop = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat_loop,
-        args=(channel, worker_id, heartbeat_s, stop),
-        name=f"cerebro-heartbeat-{worker_id}",
-        daemon=True,
-    )
+    beat: threading.Thread | None = None
     try:
         channel.send(Hello(worker_id, os.getpid(), socket.gethostname(), cores))
+        welcome = _welcome(channel)
+        worker_id, num_workers = welcome.worker_id, welcome.num_workers
+        heartbeat_s = welcome.heartbeat_s if welcome.heartbeat_s is not None else heartbeat_s
+        warm_up = welcome.warm_up if welcome.warm_up is not None else warm_up
         logger.info("worker %d connected to the driver at %s:%d", worker_id, *driver_address)
+        beat = threading.Thread(
+            target=_heartbeat_loop,
+            args=(channel, worker_id, heartbeat_s, stop),
+            name=f"cerebro-heartbeat-{worker_id}",
+            daemon=True,
+        )
         beat.start()
         ctx = WorkerContext(worker_id, num_workers, cores, cache=_PROCESS_CACHE, gpus=gpus)
         if warm_up is not None:
@@ -80,9 +98,21 @@ def serve(
     finally:
         stop.set()
         channel.close()
-        if beat.is_alive():
+        if beat is not None and beat.is_alive():
             beat.join(timeout=heartbeat_s + 5.0)
     logger.info("worker %d stopped", worker_id)
+
+
+def _welcome(channel: Channel) -> Welcome:
+    """The driver's answer to Hello; ConnectionError if it closes the connection instead (no free id,
+    a duplicate id, or a driver that is stopping)."""
+    try:
+        message = channel.recv(deadline=time.monotonic() + HANDSHAKE_TIMEOUT_S)
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        raise ConnectionError(f"The driver did not admit this worker: {exc!r}") from exc
+    if not isinstance(message, Welcome):
+        raise ConnectionError(f"The driver answered Hello with {type(message).__name__}, not Welcome.")
+    return message
 
 
 def _warm_up(task: str, ctx: WorkerContext) -> None:
@@ -101,8 +131,9 @@ def pin_threads(cores: int) -> None:
         os.environ[name] = str(cores)
 
 
-def _connect(address: tuple[str, int], worker_id: int, timeout_s: float | None = None) -> socket.socket:
-    connect_client = timeout_s is not None
+def _connect(
+    address: tuple[str, int], worker_id: int, timeout_s: float | None = None, hint: str | None = None
+) -> socket.socket:
     timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout_s
     delay = 0.05
@@ -112,18 +143,10 @@ def _connect(address: tuple[str, int], worker_id: int, timeout_s: float | None =
         except OSError as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                hint = (
-                    "The search runs in a Spark Connect client, whose control server the executors must "
-                    "reach: run it on a machine the cluster can reach (a notebook attached to the "
-                    "cluster, its driver, spark-submit), or pass SparkBackend(bind_address=...) an "
-                    "address of this machine that the executors can reach."
-                    if connect_client
-                    else "Check that executors can reach the driver host (SparkBackend's bind_address, "
-                    "spark.driver.host)."
-                )
+                who = "This worker" if worker_id == ANY_WORKER else f"Worker {worker_id}"
                 raise ConnectionError(
-                    f"Worker {worker_id} could not reach the driver at {address[0]}:{address[1]} within "
-                    f"{timeout_s:g} s: {exc}. {hint}"
+                    f"{who} could not reach the driver at {address[0]}:{address[1]} within {timeout_s:g} s: "
+                    f"{exc}. {hint or DEFAULT_REACH_HINT}"
                 ) from exc
             logger.debug("worker %d: driver not reachable yet (%s); retrying", worker_id, exc)
             time.sleep(min(delay, remaining))  # connect retry backoff, not a poll for work

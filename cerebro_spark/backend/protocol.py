@@ -157,13 +157,28 @@ class Heartbeat:
 
 
 @dataclass(frozen=True, slots=True)
+class Welcome:
+    """The driver's answer to an admitted Hello: the worker's id (the one it asked for, or one the driver
+    gave a worker that asked for any, :data:`ANY_WORKER`), how many workers there are, and, when the
+    driver decides them, the heartbeat period and the warm-up task (see ``Backend.set_warm_up``)."""
+
+    worker_id: int
+    num_workers: int
+    heartbeat_s: float | None = None
+    warm_up: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Sent by the driver: finish the current task, then return."""
 
 
-Message = Hello | Heartbeat | Shutdown | TaskRequest | TaskResult
+#: The worker id of a Hello from a worker started by hand, which takes any free id the driver gives it.
+ANY_WORKER = -1
+
+Message = Hello | Heartbeat | Welcome | Shutdown | TaskRequest | TaskResult
 _ROLES = {"driver": b"D", "worker": b"W"}
-_MESSAGE_TYPES = (Hello, Heartbeat, Shutdown, TaskRequest, TaskResult)
+_MESSAGE_TYPES = (Hello, Heartbeat, Welcome, Shutdown, TaskRequest, TaskResult)
 
 
 def new_secret() -> bytes:
@@ -284,7 +299,7 @@ def client_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HAND
     """Authenticate with the server on ``sock`` (worker side) and return the :class:`Channel`.
 
     Raises AuthenticationError (and closes ``sock``) if the server refuses this client or fails
-    to prove that it holds ``secret`` itself.
+    to prove that it holds ``secret`` itself, and ConnectionError if the connection ends before either.
     """
     deadline = time.monotonic() + timeout_s
     try:
@@ -302,9 +317,9 @@ def client_handshake(sock: socket.socket, secret: bytes, timeout_s: float = HAND
     except AuthenticationError:
         _close_quietly(sock)
         raise
-    except (OSError, BackendError) as exc:
+    except (OSError, BackendError) as exc:  # cut off (a driver stopping): not a refusal, try again later
         _close_quietly(sock)
-        raise AuthenticationError(f"The handshake with the driver failed: {exc!r}.") from exc
+        raise ConnectionError(f"The handshake with the driver was cut off: {exc!r}.") from exc
     sock.settimeout(None)
     return Channel(sock, key, "worker")
 

@@ -8,17 +8,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from cerebro_spark.backend._barrier_job import BarrierJob, JobEnded
-from cerebro_spark.backend._control_server import ControlServer, WorkerLost, WorkerReady
-from cerebro_spark.backend.base import (
-    DEFAULT_MAX_RESTARTS,
-    Backend,
-    TaskRequest,
-    TaskResult,
-    WorkerLostError,
-    check_max_restarts,
-)
-from cerebro_spark.backend.protocol import Shutdown, new_secret
+from cerebro_spark.backend._barrier_job import BarrierJob
+from cerebro_spark.backend.base import DEFAULT_MAX_RESTARTS
+from cerebro_spark.backend.remote import Launch, RemoteBackend
 from cerebro_spark.backend.session import spark_handle
 from cerebro_spark.errors import BackendError, InvalidParamError
 
@@ -30,12 +22,6 @@ if TYPE_CHECKING:
     SparkHandle = ClassicSpark | ConnectSpark
 
 logger = logging.getLogger(__name__)
-
-SHUTDOWN_WAIT_S = 30.0
-"""How long shutdown() waits for the workers to return before it cancels the Spark job group."""
-
-_LOST_WORKER_GRACE_S = 5.0  # how long to wait for Spark's own error after a worker's connection drops
-_LOG_TAIL_CHARS = 3000
 
 
 class _SlotLedger:
@@ -78,7 +64,7 @@ def _busy_message(n: int, others: int, slots: int, how: str) -> str:
     )
 
 
-class SparkBackend(Backend):
+class SparkBackend(RemoteBackend):
     """Run tasks on ``num_workers`` long-lived Python workers, one barrier-stage task each.
 
     :meth:`start` opens an authenticated TCP server on the driver and launches one barrier stage of
@@ -118,6 +104,8 @@ class SparkBackend(Backend):
     1
     """
 
+    _engine = "the Spark job"
+
     def __init__(
         self,
         spark: SparkSession | None = None,
@@ -129,155 +117,20 @@ class SparkBackend(Backend):
         worker_timeout_s: float | None = 120.0,
         max_restarts: int = DEFAULT_MAX_RESTARTS,
     ) -> None:
-        if worker_timeout_s is not None and (
-            isinstance(worker_timeout_s, bool)
-            or not isinstance(worker_timeout_s, (int, float))
-            or not worker_timeout_s > heartbeat_s
-        ):
-            raise InvalidParamError(
-                "SparkBackend's worker_timeout_s must be None or a number of seconds larger than "
-                f"heartbeat_s={heartbeat_s!r}. Received: worker_timeout_s={worker_timeout_s!r}"
-            )
-        self._worker_timeout_s = worker_timeout_s
-        self._max_restarts = check_max_restarts(max_restarts, "SparkBackend")
+        super().__init__(
+            num_workers,
+            start_timeout_s=start_timeout_s,
+            heartbeat_s=heartbeat_s,
+            bind_address=bind_address,
+            worker_timeout_s=worker_timeout_s,
+            max_restarts=max_restarts,
+        )
         self._spark = spark
-        self._requested_workers = num_workers
-        self._start_timeout_s = start_timeout_s
-        self._heartbeat_s = heartbeat_s
-        self._bind_address = bind_address
-        self._num_workers: int | None = None
         self._cluster: SparkHandle | None = None
-        self._server: ControlServer | None = None
-        self._job: BarrierJob | None = None
-        self._events: queue.Queue[object] = queue.Queue()
-        self._failure: WorkerLostError | None = None
-        self._lifecycle = threading.RLock()
-        self._description: str | None = None
-        self._warm_up: str | None = None
-
-    @property
-    def is_running(self) -> bool:
-        """Whether :meth:`start` launched the workers and no :meth:`shutdown` has stopped them."""
-        return self._server is not None
-
-    def set_warm_up(self, task: str | None) -> None:
-        """What each worker runs in a thread of its own once connected, for the next :meth:`start`
-        (see :meth:`Backend.set_warm_up <cerebro_spark.backend.base.Backend.set_warm_up>`)."""
-        self._warm_up = task
 
     def set_description(self, text: str) -> None:
         """The Spark UI's description of the barrier job the next :meth:`start` launches."""
         self._description = text
-
-    @property
-    def num_workers(self) -> int:
-        """Number of workers (P). Before :meth:`start` it is resolved (and checked against the
-        cluster's task slots) from the session, so callers can size the data first."""
-        if self._num_workers is not None:
-            return self._num_workers
-        return self._resolve_num_workers(self._cluster_of_session())
-
-    def start(self) -> None:
-        """Launch the workers; return once all of them are connected and authenticated.
-
-        Raises
-        ------
-        InvalidParamError
-            If ``num_workers`` is not an int >= 1.
-        BackendError
-            If the cluster cannot run ``num_workers`` tasks at once, the Spark job fails, or not
-            every worker connects within ``start_timeout_s``.
-        """
-        with self._lifecycle:
-            if self._server is not None:
-                raise BackendError(
-                    "SparkBackend is already started: call shutdown() before starting it again."
-                )
-            cluster = self._cluster_of_session()
-            n = self._resolve_num_workers(cluster)
-            slots, how = self._task_slots(cluster, n)
-            _LEDGER.reserve(cluster, self, n, slots, how)
-            try:
-                self._cluster, self._num_workers, self._failure = cluster, n, None
-                self._events = queue.Queue()
-                secret = new_secret()
-                self._server = self._listen(self._bind_host(cluster), secret, n)
-                address = self._worker_address(cluster, self._server.address)
-                self._job = BarrierJob(
-                    cluster,
-                    n,
-                    address,
-                    secret,
-                    self._heartbeat_s,
-                    self._events,
-                    description=self._description,
-                    warm_up=self._warm_up,
-                )
-                self._await_workers(n)
-            except BaseException:
-                self._stop(grace_s=0.0)
-                raise
-        logger.info("%s started", self.describe())
-
-    def submit(self, worker_id: int, request: TaskRequest) -> None:
-        """Send ``request`` to worker ``worker_id`` (it queues behind the worker's current task)."""
-        server = self._running_server()
-        if (
-            isinstance(worker_id, bool)
-            or not isinstance(worker_id, int)
-            or not 0 <= worker_id < self.num_workers
-        ):
-            raise InvalidParamError(
-                f"worker_id must be an int in [0, {self.num_workers - 1}]. Received: worker_id={worker_id!r}"
-            )
-        if not isinstance(request, TaskRequest):
-            raise InvalidParamError(f"request must be a TaskRequest. Received: {type(request).__name__}")
-        if self._failure is not None:
-            raise self._failure
-        try:
-            server.send(worker_id, request)
-        except BackendError as exc:  # its connection just broke: next_result reports the lost worker
-            logger.warning("could not send task %d to worker %d: %s", request.task_id, worker_id, exc)
-
-    def next_result(self, timeout: float | None = None) -> TaskResult | None:
-        """Block until a worker finishes a task; ``None`` after ``timeout`` seconds.
-
-        Raises WorkerLostError, naming the worker and Spark's error, once a worker dies, hangs
-        (``worker_timeout_s``) or the job is lost; it sticks until :meth:`restart`.
-        """
-        self._running_server()
-        if self._failure is not None:
-            raise self._failure
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                event = self._events.get(timeout=remaining)
-            except queue.Empty:
-                return None
-            if isinstance(event, TaskResult):
-                return event
-            if isinstance(event, (WorkerLost, JobEnded)):
-                self._failure = self._lost(event)
-                logger.error("%s", self._failure)
-                raise self._failure
-
-    def mark_lost(self, error: WorkerLostError) -> None:
-        """A worker was found hung by the driver: the next shutdown cancels the job at once."""
-        if self._failure is None:
-            self._failure = error
-
-    def last_seen(self, worker_id: int) -> float | None:
-        """Driver's ``time.monotonic()`` when ``worker_id`` last sent anything (heartbeats included)."""
-        server = self._server
-        return None if server is None else server.last_seen(worker_id)
-
-    def shutdown(self) -> None:
-        """Stop the workers, the Spark job, the server and every thread. Idempotent.
-
-        After a lost worker the job is cancelled at once (a hung worker would not stop by itself)."""
-        with self._lifecycle:
-            self._stop(grace_s=0.0 if self._failure is not None else SHUTDOWN_WAIT_S)
 
     def describe(self) -> str:
         """Master, number of workers and the control plane's address."""
@@ -289,6 +142,43 @@ class SparkBackend(Backend):
             address = f"{host}:{port}"
         return f"SparkBackend(master={url}, num_workers={n}, address={address})"
 
+    # -- what RemoteBackend asks of an engine --------------------------------------------------
+
+    def _resolve_num_workers(self) -> int:
+        cluster = self._cluster_of_session()
+        self._cluster = cluster
+        return self._workers_of(cluster)
+
+    def _reserve(self, n: int) -> None:
+        cluster = self._cluster or self._cluster_of_session()
+        slots, how = self._task_slots(cluster, n)
+        _LEDGER.reserve(cluster, self, n, slots, how)
+
+    def _release(self) -> None:
+        _LEDGER.release(self._cluster, self)
+
+    def _launch(self, n: int, address: tuple[str, int], secret: bytes, events: queue.Queue[object]) -> Launch:
+        return BarrierJob(
+            self._cluster or self._cluster_of_session(),
+            n,
+            address,
+            secret,
+            self._heartbeat_s,
+            events,
+            description=self._description,
+            warm_up=self._warm_up,
+        )
+
+    def _reach_hint(self, n: int) -> str:
+        return (
+            "Check that executors can reach the driver (bind_address) and that the cluster has "
+            f"{n} free task slots."
+        )
+
+    def _on_stopped(self, job: Launch | None) -> None:
+        group = job.group if isinstance(job, BarrierJob) else "none"
+        logger.info("SparkBackend stopped (job group %s)", group)
+
     # -- start ---------------------------------------------------------------------------------
 
     def _cluster_of_session(self) -> SparkHandle:
@@ -298,7 +188,7 @@ class SparkBackend(Backend):
         spark = self._spark or SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
         return spark_handle(spark)
 
-    def _resolve_num_workers(self, cluster: SparkHandle) -> int:
+    def _workers_of(self, cluster: SparkHandle) -> int:
         n: Any = (
             self._requested_workers if self._requested_workers is not None else cluster.default_parallelism
         )
@@ -355,93 +245,16 @@ class SparkBackend(Backend):
             slots, how = cluster.task_slots()
         return slots, how
 
-    def _bind_host(self, cluster: SparkHandle) -> str:
+    def _bind_host(self) -> str:
+        cluster = self._cluster or self._cluster_of_session()
         if self._bind_address:
             return self._bind_address
         if cluster.master.startswith("local"):
             return "127.0.0.1"
         return cluster.driver_host() or "127.0.0.1"
 
-    def _listen(self, host: str, secret: bytes, n: int) -> ControlServer:
-        try:
-            return ControlServer(host, secret, n, self._events, worker_timeout_s=self._worker_timeout_s)
-        except OSError as exc:
-            raise BackendError(
-                f"SparkBackend cannot listen on {host!r}: {exc}. Pass bind_address= an address of this "
-                "machine that the executors can reach."
-            ) from exc
-
-    @staticmethod
-    def _worker_address(cluster: SparkHandle, bound: tuple[str, int]) -> tuple[str, int]:
+    def _worker_address(self, bound: tuple[str, int]) -> tuple[str, int]:
         host, port = bound
-        if host in ("0.0.0.0", "::", ""):  # bound to every interface: tell workers the driver's host
-            host = cluster.driver_host() or "127.0.0.1"
-        return host, port
-
-    def _await_workers(self, n: int) -> None:
-        deadline = time.monotonic() + self._start_timeout_s
-        ready: set[int] = set()
-        while len(ready) < n:
-            try:
-                event = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise BackendError(
-                    f"Only {len(ready)} of {n} workers connected within start_timeout_s={self._start_timeout_s:g} s. "
-                    "Check that executors can reach the driver (bind_address) and that the cluster has "
-                    f"{n} free task slots."
-                ) from None
-            if isinstance(event, WorkerReady):
-                ready.add(event.hello.worker_id)
-            elif isinstance(event, (WorkerLost, JobEnded)):
-                raise BackendError(
-                    f"SparkBackend could not start: {len(ready)} of {n} workers connected, then "
-                    + self._failure_message(event)
-                )
-
-    # -- failures and shutdown -----------------------------------------------------------------
-
-    def _running_server(self) -> ControlServer:
-        if self._server is None:
-            raise BackendError(
-                "SparkBackend is not running: call start() (or use it as a context manager) first."
-            )
-        return self._server
-
-    def _lost(self, event: WorkerLost | JobEnded) -> WorkerLostError:
-        message = self._failure_message(event)
-        job = self._job
-        tail = (job.error or "") if job is not None else ""
-        if isinstance(event, JobEnded):
-            return WorkerLostError(
-                message, worker_id=-1, reason="the Spark job ended", log_tail=tail[-_LOG_TAIL_CHARS:]
-            )
-        return WorkerLostError(
-            message, worker_id=event.worker_id, reason=event.reason, log_tail=tail[-_LOG_TAIL_CHARS:]
-        )
-
-    def _failure_message(self, event: WorkerLost | JobEnded) -> str:
-        if isinstance(event, JobEnded):
-            why = event.error or "every task returned, as if the driver had closed the connections"
-            return f"the Spark job running the workers ended unexpectedly: {why}"
-        job = self._job
-        if job is not None and not event.reason.startswith("no heartbeat"):
-            job.join(timeout=_LOST_WORKER_GRACE_S)  # Spark's error usually follows the dropped connection
-        spark_error = f" The Spark job failed: {job.error}" if job is not None and job.error else ""
-        return f"Worker {event.worker_id} was lost ({event.reason}).{spark_error}"
-
-    def _stop(self, grace_s: float) -> None:
-        server, job = self._server, self._job
-        try:
-            if server is not None:
-                if server.num_connected == 0:
-                    grace_s = 0.0  # nobody to tell: cancel the stage at once
-                server.stop_workers(Shutdown())
-            if job is not None:
-                job.stop(grace_s, cancel_wait_s=SHUTDOWN_WAIT_S)
-        finally:
-            if server is not None:
-                server.close()
-            _LEDGER.release(self._cluster, self)
-            self._server, self._job = None, None
-            if server is not None or job is not None:
-                logger.info("SparkBackend stopped (job group %s)", job.group if job else "none")
+        if host in ("0.0.0.0", "::", "") and self._cluster is not None:  # every interface: the driver's host
+            host = self._cluster.driver_host() or "127.0.0.1"
+        return super()._worker_address((host, port))

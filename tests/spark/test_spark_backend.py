@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cerebro_spark.backend import SparkBackend, TaskRequest, TaskResult
-from cerebro_spark.backend import spark as spark_module
+from cerebro_spark.backend import remote as remote_module
 from cerebro_spark.backend.protocol import client_handshake, new_secret
 from cerebro_spark.errors import AuthenticationError, BackendError, InvalidParamError
 
@@ -162,7 +162,7 @@ def test_shutdown_then_restart_then_keyboard_interrupt(spark: Any) -> None:
 
 
 def test_shutdown_cancels_a_busy_worker(spark: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(spark_module, "SHUTDOWN_WAIT_S", 1.0)
+    monkeypatch.setattr(remote_module, "SHUTDOWN_WAIT_S", 1.0)
     b = SparkBackend(spark, num_workers=2)
     b.start()
     port = int(b.describe().rsplit(":", 1)[1].rstrip(")"))

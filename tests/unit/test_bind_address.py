@@ -17,14 +17,21 @@ class FakeContext:
         return self._driver_host
 
 
+def on(cluster: FakeContext, **kwargs: object) -> SparkBackend:
+    """A SparkBackend whose session's Spark (resolved at start) is ``cluster``."""
+    backend = SparkBackend(**kwargs)  # type: ignore[arg-type]
+    backend._cluster = cluster  # type: ignore[assignment]
+    return backend
+
+
 def test_local_masters_bind_the_loopback_address() -> None:
     for master in ("local[2]", "local-cluster[2,1,1024]"):
-        assert SparkBackend()._bind_host(FakeContext(master, "10.1.2.3")) == "127.0.0.1"
+        assert on(FakeContext(master, "10.1.2.3"))._bind_host() == "127.0.0.1"
 
 
 def test_clusters_bind_the_driver_host_and_bind_address_wins() -> None:
     cluster = FakeContext("spark://master:7077", "10.1.2.3")
-    assert SparkBackend()._bind_host(cluster) == "10.1.2.3"
-    assert SparkBackend(bind_address="0.0.0.0")._bind_host(cluster) == "0.0.0.0"  # only when asked for
-    assert SparkBackend()._bind_host(FakeContext("yarn", None)) == "127.0.0.1"
-    assert SparkBackend._worker_address(cluster, ("0.0.0.0", 4242)) == ("10.1.2.3", 4242)
+    assert on(cluster)._bind_host() == "10.1.2.3"
+    assert on(cluster, bind_address="0.0.0.0")._bind_host() == "0.0.0.0"  # only when asked for
+    assert on(FakeContext("yarn", None))._bind_host() == "127.0.0.1"
+    assert on(cluster)._worker_address(("0.0.0.0", 4242)) == ("10.1.2.3", 4242)

@@ -29,7 +29,7 @@ class StandInCluster:
 
 def test_executors_registering_on_a_cluster_are_waited_for(caplog):
     cluster = StandInCluster("spark://host:7077", [0, 1, 2])
-    assert spark_backend.SparkBackend(num_workers=2, start_timeout_s=5.0)._resolve_num_workers(cluster) == 2
+    assert spark_backend.SparkBackend(num_workers=2, start_timeout_s=5.0)._workers_of(cluster) == 2
     assert cluster.looks == 3
     assert "waiting up to 5 s (start_timeout_s) for executors: 0 of the 2 task slots" in caplog.text
 
@@ -39,19 +39,19 @@ def test_a_cluster_that_stays_too_small_fails_after_start_timeout():
     with pytest.raises(
         BackendError, match=r"needs num_workers=2 tasks running at once, but the cluster has only 1"
     ):
-        spark_backend.SparkBackend(num_workers=2, start_timeout_s=0.6)._resolve_num_workers(cluster)
+        spark_backend.SparkBackend(num_workers=2, start_timeout_s=0.6)._workers_of(cluster)
     assert cluster.looks >= 2  # it looked again before giving up
 
 
 def test_a_local_master_fails_at_once():
     cluster = StandInCluster("local[1]", [1])
     with pytest.raises(BackendError, match="has only 1 task slots"):
-        spark_backend.SparkBackend(num_workers=2)._resolve_num_workers(cluster)
+        spark_backend.SparkBackend(num_workers=2)._workers_of(cluster)
     assert cluster.looks == 1
 
 
 def test_spark_connect_without_slot_counts_trusts_num_workers_and_asks_for_it():
     cluster = StandInCluster("yarn", [0], is_connect=True)  # a session that does not tell the slots
-    assert spark_backend.SparkBackend(num_workers=3)._resolve_num_workers(cluster) == 3
+    assert spark_backend.SparkBackend(num_workers=3)._workers_of(cluster) == 3
     with pytest.raises(InvalidParamError, match=r"cannot tell how many tasks .* Pass num_workers="):
-        spark_backend.SparkBackend()._resolve_num_workers(cluster)
+        spark_backend.SparkBackend()._workers_of(cluster)
