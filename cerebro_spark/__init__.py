@@ -2,9 +2,9 @@
 
 The core names are importable from here; the Spark ML classes live in :mod:`cerebro_spark.keras`
 (``KerasEstimator``, ``KerasModel``) and :mod:`cerebro_spark.tune` (``GridSearch``,
-``RandomSearch``, ``hp_*``). ``SparkBackend`` is imported on first use, so the pure parts of the
-package work without pyspark. ``trust_pickles`` lets a load unpickle saved files (see
-:mod:`cerebro_spark._trust`).
+``RandomSearch``, ``hp_*``). ``SparkBackend``, ``DaskBackend`` and ``RayBackend`` are imported on
+first use, so the pure parts of the package work without pyspark, Dask or Ray. ``trust_pickles``
+lets a load unpickle saved files (see :mod:`cerebro_spark._trust`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from cerebro_spark.store.base import Store
 
 __all__ = [
     "Backend",
+    "DaskBackend",
     "LocalBackend",
+    "RayBackend",
     "SparkBackend",
     "StandaloneBackend",
     "Store",
@@ -34,4 +36,12 @@ def __getattr__(name: str) -> Any:
         from cerebro_spark.backend.spark import SparkBackend
 
         return SparkBackend
+    if name == "DaskBackend":
+        from cerebro_spark.backend.dask import DaskBackend
+
+        return DaskBackend
+    if name == "RayBackend":
+        from cerebro_spark.backend.ray import RayBackend
+
+        return RayBackend
     raise AttributeError(f"module 'cerebro_spark' has no attribute {name!r}")

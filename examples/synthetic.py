@@ -1,4 +1,4 @@
-"""Synthetic binary-classification data as a Spark DataFrame (nothing is downloaded).
+"""Synthetic binary-classification data as a Spark or pandas DataFrame (nothing is downloaded).
 
 The label depends non-linearly on a few of the features, so wider networks and better learning
 rates really do score higher: a fair small workload for model selection.
@@ -24,3 +24,11 @@ def make_dataframe(spark, num_rows: int, num_features: int = 20, seed: int = 0, 
     x, y = make_rows(num_rows, num_features, seed)
     rows = [(features.tolist(), int(label)) for features, label in zip(x, y, strict=True)]
     return spark.createDataFrame(rows, "features array<float>, label long").repartition(num_slices)
+
+
+def make_pandas(num_rows: int, num_features: int = 20, seed: int = 0):
+    """The rows of :func:`make_dataframe` as a pandas DataFrame (for the engines without Spark)."""
+    import pandas as pd
+
+    x, y = make_rows(num_rows, num_features, seed)
+    return pd.DataFrame({"features": list(x), "label": y})

@@ -1,7 +1,8 @@
 """Backends run tasks on P long-lived workers: :class:`LocalBackend` (threads), :class:`SparkBackend`
 (a Spark barrier stage) and :class:`StandaloneBackend` (``cerebro-worker`` processes started by hand).
 
-``SparkBackend`` is imported on first use, so that importing this package does not import pyspark.
+``SparkBackend``, ``DaskBackend`` and ``RayBackend`` are imported on first use, so that importing this
+package imports no engine.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from cerebro_spark.backend.local import LocalBackend
 from cerebro_spark.backend.standalone import StandaloneBackend
 
 if TYPE_CHECKING:
+    from cerebro_spark.backend.dask import DaskBackend
+    from cerebro_spark.backend.ray import RayBackend
     from cerebro_spark.backend.spark import SparkBackend
 
 __all__ = [
     "Backend",
+    "DaskBackend",
     "LocalBackend",
+    "RayBackend",
     "SparkBackend",
     "StandaloneBackend",
     "TaskRequest",
@@ -31,4 +36,12 @@ def __getattr__(name: str) -> Any:
         from cerebro_spark.backend.spark import SparkBackend
 
         return SparkBackend
+    if name == "DaskBackend":
+        from cerebro_spark.backend.dask import DaskBackend
+
+        return DaskBackend
+    if name == "RayBackend":
+        from cerebro_spark.backend.ray import RayBackend
+
+        return RayBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -312,7 +312,10 @@ class ControlServer:
                     continue
                 if not self._closing.is_set():
                     if isinstance(exc, ConnectionError):
-                        reason = "its connection closed: the worker process died or its Spark task was killed"
+                        reason = (
+                            "its connection closed: the worker process died or what held it (a Spark task, "
+                            "a Dask task, a Ray actor) was killed"
+                        )
                     elif isinstance(exc, OSError):
                         reason = f"its connection broke: {exc!r}"
                     else:

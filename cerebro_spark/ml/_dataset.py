@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from cerebro_spark.backend.session import spark_handle
 from cerebro_spark.data.petastorm_dataset import decode_codec_columns
 from cerebro_spark.data.prepare import load_prepared, prepare_data
+from cerebro_spark.data.prepare_local import prepare_local
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.store import layout
@@ -55,7 +56,7 @@ class DataRequest:
 
 
 def resolve_dataset(
-    df: DataFrame | PreparedData | None,
+    df: Any,
     request: DataRequest,
     spark: SparkSession | None,
     store: Store,
@@ -76,16 +77,32 @@ def resolve_dataset(
     return dataset
 
 
-def spark_session(df: DataFrame | PreparedData | None) -> SparkSession | None:
-    """The session that runs ``df``'s jobs: its own, or the caller's active one (None without Spark:
-    data prepared before is read from the Store alone)."""
+def spark_session(df: Any) -> SparkSession | None:
+    """The session that runs ``df``'s jobs: its own, or the caller's active one for prepared data (None
+    without Spark: data prepared before is read from the Store alone, data the driver holds is prepared
+    by the driver)."""
     if isinstance(df, DataFrame):
         return df.sparkSession
-    return SparkSession.getActiveSession()
+    if isinstance(df, PreparedData):
+        return SparkSession.getActiveSession()
+    return None
 
 
-def prepare(df: DataFrame, store: Store, request: DataRequest) -> DatasetSpec:
-    """``df`` prepared into ``store`` (or the data prepared from it before), one partition per worker."""
+def prepare(df: Any, store: Store, request: DataRequest) -> DatasetSpec:
+    """``df`` prepared into ``store`` (or the data prepared from it before), one partition per worker:
+    a Spark DataFrame by Spark, data the driver holds (pandas, Arrow, Parquet path, Dask, Ray) by the
+    driver (:mod:`cerebro_spark.data.prepare_local`)."""
+    if not isinstance(df, DataFrame):
+        return prepare_local(
+            df,
+            store,
+            feature_columns=list(request.feature_columns),
+            label_columns=list(request.label_columns),
+            num_partitions=request.num_workers,
+            validation=request.validation,
+            seed=request.split_seed,
+            sample_weight_column=request.sample_weight_column,
+        )
     spark = spark_handle(df.sparkSession)
     with spark.driver_python(), spark.job_description(f"cerebro_spark run {request.run_id}: preparing data"):
         return prepare_data(

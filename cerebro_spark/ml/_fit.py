@@ -104,7 +104,7 @@ def resolve_run(owner: HasDataParams) -> tuple[str, int]:
 
 def run_search(
     owner: HasDataParams,
-    df: DataFrame | PreparedData | None,
+    df: DataFrame | PreparedData | Any,
     algorithm: SearchAlgorithm,
     make_estimator: Callable[[Trial], KerasEstimator],
     *,

@@ -220,6 +220,50 @@ def predict_columns(
     return out.select(*[F.col("`" + n.replace("`", "``") + "`") for n in df.columns], *fields)
 
 
+def predict_local(
+    data: Any,
+    model: Any,
+    features: Sequence[str],
+    input_shapes: list[tuple[int | None, ...]],
+    kinds: tuple[OutputKind, ...],
+    columns: tuple[OutputColumn, ...],
+    batch_size: int,
+) -> Any:
+    """``transform`` without Spark: a pandas DataFrame (or a pyarrow Table) with the output ``columns``
+    added, computed on the driver by ``model`` in batches of ``batch_size`` rows. Arrays come out as
+    numpy arrays in pandas and as lists in Arrow (``output_type='vector'`` is Spark's: it gives arrays)."""
+    import pandas as pd
+
+    if isinstance(data, pa.Table):
+        table = data
+    elif isinstance(data, pd.DataFrame):
+        missing = [name for name in features if name not in data.columns]
+        if missing:
+            raise DataError(
+                f"Feature columns missing from the data: {missing}. Available columns: {list(data.columns)}."
+            )
+        table = pa.Table.from_pandas(data[list(features)], preserve_index=False)
+    else:
+        raise InvalidParamError(
+            "transform takes a Spark DataFrame, a pandas DataFrame or a pyarrow Table. "
+            f"Received: {type(data).__name__}."
+        )
+    arrays = [table.column(name).combine_chunks() for name in features]
+    outputs = predict_batch(model, arrays, input_shapes, kinds, columns, batch_size)
+    if isinstance(data, pa.Table):
+        for j, column in enumerate(columns):
+            table = table.append_column(column.name, outputs.field(j))
+        return table
+    result = data.copy()
+    for j, column in enumerate(columns):
+        values = outputs.field(j)
+        if not column.shape:
+            result[column.name] = values.to_numpy(zero_copy_only=False)
+        else:
+            result[column.name] = list(_to_numpy(values, column.shape, len(data)))
+    return result
+
+
 def _arrow_udf(fn: Any, return_type: T.DataType) -> Any:
     """An iterator Arrow UDF (Spark >= 4.1), else the same function behind an iterator pandas UDF."""
     if hasattr(F, "arrow_udf"):  # the iterator kind, from fn's type hints

@@ -37,6 +37,7 @@ from urllib.parse import urlparse
 
 import pyspark
 from pyspark.ml.util import (
+    BaseReadWrite,
     DefaultParamsReader,
     DefaultParamsWriter,
     MLReadable,
@@ -93,12 +94,57 @@ def metadata_context(spark: SparkSession) -> Any:
     return spark.sparkContext
 
 
+def spark_or_none(io: BaseReadWrite) -> SparkSession | None:
+    """The session a writer or reader was given, else the active or default one; None without Spark
+    (the Dask, Ray and standalone engines): then the metadata is written and read without a JVM."""
+    if io._sparkSession is not None:
+        return io._sparkSession
+    from pyspark.sql import SparkSession
+
+    try:
+        return SparkSession.active()
+    except Exception:  # noqa: BLE001 - pyspark's NO_ACTIVE_OR_DEFAULT_SESSION
+        return None
+
+
+class _NoSpark:
+    """What ``DefaultParamsWriter._get_metadata_to_save`` reads of a SparkContext: its version."""
+
+    version = pyspark.__version__
+
+
+#: Where Spark ML keeps an instance's metadata: one JSON line in a text file, as ``saveAsTextFile`` writes it.
+_METADATA_FILE = "metadata/part-00000"
+
+
+def write_metadata_without_spark(
+    instance: Any, files: SavedFiles, extra: dict[str, Any], params: dict[str, Any]
+) -> None:
+    """Spark ML's metadata file, as ``DefaultParamsWriter.saveMetadata`` writes it, without a JVM (Spark ML's
+    readers read it: ``metadata/part-00000`` and an empty ``_SUCCESS``)."""
+    text = DefaultParamsWriter._get_metadata_to_save(
+        instance, _NoSpark(), extraMetadata=extra, paramMap=params
+    )  # type: ignore[arg-type]
+    files._store.write_text(_METADATA_FILE, text + "\n")
+    files._store.write_text("metadata/_SUCCESS", "")
+
+
+def read_metadata_without_spark(path: str) -> dict[str, Any]:
+    """The metadata of the instance saved at ``path`` (by Spark or by :func:`write_metadata_without_spark`)."""
+    store = create_store(path)
+    names = sorted(n for n in store.listdir("metadata") if n.startswith("part-"))
+    if not names:
+        raise PersistenceError(f"Nothing is saved at {path!r}: it has no metadata/part-* file.")
+    line = store.read_text(f"metadata/{names[0]}").splitlines()[0]
+    return DefaultParamsReader._parseMetaData(line)  # type: ignore[no-any-return]
+
+
 class SavedFiles:
     """The files of one saved instance, under its path; written atomically through a Store."""
 
-    def __init__(self, path: str, spark: SparkSession, digests: dict[str, str] | None = None) -> None:
+    def __init__(self, path: str, spark: SparkSession | None, digests: dict[str, str] | None = None) -> None:
         self.path = path
-        self._store: Store = create_store(qualified_path(path, spark))
+        self._store: Store = create_store(qualified_path(path, spark) if spark is not None else path)
         #: SHA-256 of every file written (saved in the metadata), or read back from a save's metadata.
         self.digests: dict[str, str] = dict(digests or {})
 
@@ -324,9 +370,20 @@ class CerebroWriter(MLWriter):
         super().__init__()
         self.instance = instance
 
+    def save(self, path: str) -> None:
+        """Save to ``path``; without Spark (no session), the metadata is written without a JVM."""
+        if spark_or_none(self) is not None:
+            super().save(path)
+            return
+        if self.shouldOverwrite:  # as Spark's _handleOverwrite: what is saved there goes first
+            parent, _, name = path.rstrip("/").rpartition("/")
+            create_store(parent or ".").delete(name, recursive=True)
+        self.saveImpl(path)
+
     def saveImpl(self, path: str) -> None:  # noqa: N802 (pyspark's name)
         instance = self.instance
-        files = SavedFiles(path, self.sparkSession)
+        spark = spark_or_none(self)
+        files = SavedFiles(path, spark)
         if not self.shouldOverwrite and files.exists("metadata"):  # before any file of ours is written
             raise PersistenceError(
                 f"Cannot save {type(instance).__name__} to {path!r}: something is saved there already. "
@@ -347,17 +404,13 @@ class CerebroWriter(MLWriter):
             "extra": extra,
             "files": files.digests,
         }
-        DefaultParamsWriter.saveMetadata(
-            instance,
-            path,
-            metadata_context(self.sparkSession),
-            extraMetadata={
-                "cerebroVersion": __version__,
-                "cerebroFormatVersion": FORMAT_VERSION,
-                "cerebro": cerebro,
-            },
-            paramMap=json_params,
-        )
+        metadata = {"cerebroVersion": __version__, "cerebroFormatVersion": FORMAT_VERSION, "cerebro": cerebro}
+        if spark is None:
+            write_metadata_without_spark(instance, files, metadata, json_params)
+        else:
+            DefaultParamsWriter.saveMetadata(
+                instance, path, metadata_context(spark), extraMetadata=metadata, paramMap=json_params
+            )
         logger.info("saved %s %s to %s", type(instance).__name__, instance.uid, path)
 
 
@@ -369,14 +422,18 @@ class CerebroReader(MLReader["Persistable"]):
         self.cls = cls
 
     def load(self, path: str) -> Persistable:
-        metadata = DefaultParamsReader.loadMetadata(path, metadata_context(self.sparkSession))
+        spark = spark_or_none(self)
+        if spark is None:
+            metadata = read_metadata_without_spark(path)
+        else:
+            metadata = DefaultParamsReader.loadMetadata(path, metadata_context(spark))
         check_format(metadata, path)
         instance_class = _saved_class(metadata, self.cls, path)
         instance = instance_class()
         instance._resetUid(metadata["uid"])
         cerebro = metadata["cerebro"]
         saved_with = {**cerebro.get("environment", {}), "cerebro_spark": metadata["cerebroVersion"]}
-        files = SavedFiles(path, self.sparkSession, digests=cerebro.get("files"))
+        files = SavedFiles(path, spark, digests=cerebro.get("files"))
         _set_params(instance, metadata, cerebro.get("encodedParams", {}), files, saved_with)
         instance._load_extra(files, cerebro.get("extra", {}), saved_with)
         return instance

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 
 from cerebro_spark.backend.session import spark_handle
 from cerebro_spark.data.spec import match_columns
-from cerebro_spark.ml._inference import input_columns, plan_outputs, predict_columns
+from cerebro_spark.ml._inference import input_columns, plan_outputs, predict_columns, predict_local
 from cerebro_spark.ml._model_io import load_trained_model
 from cerebro_spark.ml._params import (
     HasOutputParams,
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 
 class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
-    """A trained Keras model. ``transform(df)`` adds the prediction column(s), computed in batches.
+    """A trained Keras model. ``transform(df)`` adds the prediction column(s), computed in batches; ``df``
+    is a Spark DataFrame, or a pandas DataFrame or pyarrow Table (predicted on the driver, no Spark).
 
     ``transform`` is vectorized (Arrow batches), loads the model once per Python worker and predicts
     ``inference_batch_size`` rows per call; nothing is collected to the driver. A regression output
@@ -139,6 +140,9 @@ class KerasModel(Model, HasPredictionParams, HasOutputParams, Persistable):
             prediction_col=self.getOrDefault(self.prediction_col),
             **{name: self.getOrDefault(name) for name in _OUTPUT_PARAMS},
         )
+        if not isinstance(dataset, DataFrame):  # pandas or Arrow, on the driver: no Spark
+            batch = self.getOrDefault(self.inference_batch_size)
+            return predict_local(dataset, model, [features[j] for j in order], shapes, kinds, columns, batch)
         with spark_handle(dataset.sparkSession).driver_python():  # the UDF captures it now
             inputs = input_columns(dataset, [features[j] for j in order], [len(s) for s in shapes])
             return predict_columns(
