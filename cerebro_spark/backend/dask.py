@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from cerebro_spark.backend import _executor_loop
+from cerebro_spark.backend._control_server import WorkerLost
 from cerebro_spark.backend.base import DEFAULT_MAX_RESTARTS
 from cerebro_spark.backend.remote import Launch, RemoteBackend, ThreadLaunch
 from cerebro_spark.errors import BackendError, InvalidParamError, MissingDependencyError
@@ -166,9 +167,10 @@ class _DaskTasks:
     that pinned task waiting, without end, for a worker of that address to come back).
     """
 
-    def __init__(self, client: DaskClient, workers: list[_DaskWorker]) -> None:
+    def __init__(self, client: DaskClient, workers: list[_DaskWorker], events: queue.Queue[object]) -> None:
         self._client = client
         self._workers = workers
+        self._events = events
         self._token = uuid.uuid4().hex[:12]
         self.keys = [f"{_TASK_PREFIX}-{self._token}-{i}" for i in range(len(workers))]
         self._futures: list[DaskFuture] = []
@@ -220,13 +222,19 @@ class _DaskTasks:
             if i not in running:
                 continue
             if departure is not None:
+                self._lost(i, "its Dask worker left the cluster")
                 raise BackendError(self._departure_message(i, departure))
             running.discard(i)
             future = self._futures[i]
             if future.cancelled():
                 raise BackendError(f"Worker {i}'s Dask task {future.key} was cancelled.")
-            if future.status == "error":
+            if future.status == "error":  # its error, with the worker's name, ends the tasks (JobEnded)
                 raise BackendError(self._error_message(i, future))
+
+    def _lost(self, i: int, reason: str) -> None:
+        """Name worker ``i`` as the one lost before the tasks end: whichever of this and its dropped
+        connection reaches the backend first, the loss is that worker's (the driver blames its model)."""
+        self._events.put(WorkerLost(i, reason))
 
     def cancel(self) -> None:
         """Cancel the tasks (force: also those another client wants). A task already running on a Dask
@@ -419,7 +427,7 @@ class DaskBackend(RemoteBackend):
                 f"DaskBackend needs num_workers={n} Dask workers, but the cluster at "
                 f"{self._scheduler(client)} has {len(workers)} running now."
             )
-        tasks = _DaskTasks(client, workers)
+        tasks = _DaskTasks(client, workers, events)
         tasks.watch()
         futures: list[DaskFuture] = []
         try:

@@ -146,7 +146,9 @@ def test_a_killed_dask_worker_is_restarted_by_its_nanny_and_the_search_relaunche
     result = driver.run()
     assert (tmp_path / "killed").exists()
     (loss,) = driver.worker_losses
-    assert loss["worker_id"] == 1 and "connection closed" in loss["reason"], loss
+    # its connection closes and the scheduler says its Dask worker left: whichever the driver hears first
+    reasons = ("connection closed", "its Dask worker left the cluster")
+    assert loss["worker_id"] == 1 and any(r in loss["reason"] for r in reasons), loss
     assert all(
         r.status == "completed" and [h.epoch for h in r.history] == [1, 2, 3] for r in result.models.values()
     )
