@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[spark,tf,tune,viz,mlflow,s3,connect,dask,ray,docs,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[spark,tf,tune,viz,mlflow,s3,connect,dask,ray,jax,docs,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -36,10 +36,10 @@ test-petastorm: install-petastorm
 	$(PBIN)/python -m pytest -m "petastorm and not slow and not gpu" -q
 
 ## The whole suite (as `make test`) in that environment: Spark 3.5, pyarrow 14, numpy 1 (docs/petastorm.md),
-## but Spark Connect (pyspark 3.5's package ships no Connect server) and the Dask and Ray engines (their extras
-## are not installed there): those run with `make test`.
+## but Spark Connect (pyspark 3.5's package ships no Connect server), the Dask and Ray engines and Keras on JAX
+## (their extras are not installed there): those run with `make test`.
 test-spark35: install-petastorm
-	$(PBIN)/python -m pytest -m "not slow and not gpu and not connect and not dask and not ray" -q
+	$(PBIN)/python -m pytest -m "not slow and not gpu and not connect and not dask and not ray and not jax" -q
 
 ## The main job: the tiny DeepPostures selection (16 CNN-BiLSTMs, MOP on local[2]), Store under store/.
 example: install

@@ -30,6 +30,8 @@ class RunSettings:
     mode: str
     seed: int
     deterministic: bool = False
+    #: The Keras backend the workers run ("tensorflow", "jax"...): the driver's. None: the workers' own.
+    keras_backend: str | None = None
     fixed_order: bool = True
     result_timeout_s: float = 24 * 3600.0  # units may take hours on big partitions
     #: A unit running longer than this is taken for hung (its worker still beats, but the unit never

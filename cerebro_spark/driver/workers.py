@@ -201,7 +201,9 @@ class Workers:
                 lost = again
 
     def _set_up(self) -> None:
-        kwargs = {"seed": self.settings.seed, "deterministic": self.settings.deterministic}
+        kwargs: dict[str, Any] = {"seed": self.settings.seed, "deterministic": self.settings.deterministic}
+        if self.settings.keras_backend is not None:
+            kwargs["keras_backend_name"] = self.settings.keras_backend
         for worker in range(self.backend.num_workers):
             self.backend.submit(worker, TaskRequest(self._new_task_id(), self.setup_task, kwargs))
         for _ in range(self.backend.num_workers):
@@ -278,8 +280,13 @@ class Workers:
 def _describe_setup(setup: dict[str, Any]) -> str:
     """One line for the log: ``pid 123, TensorFlow 2.21.0 on CPU, 1 thread(s)``."""
     parts = [f"pid {setup['pid']}"] if "pid" in setup else []
-    if "tensorflow" in setup:
-        parts.append(f"TensorFlow {setup['tensorflow']} on {setup.get('device', '?')}")
+    for library, label in (
+        ("tensorflow", "TensorFlow"),
+        ("jax", "Keras on JAX"),
+        ("torch", "Keras on PyTorch"),
+    ):
+        if library in setup:
+            parts.append(f"{label} {setup[library]} on {setup.get('device', '?')}")
     if "intra_op_threads" in setup:
         parts.append(f"{setup['intra_op_threads']} thread(s)")
     return ", ".join(parts) or repr(setup)

@@ -57,6 +57,7 @@ from cerebro_spark.observers.search_observers import SearchObservers
 from cerebro_spark.search import SearchAlgorithm, Trial
 from cerebro_spark.store import layout
 from cerebro_spark.store.base import Store
+from cerebro_spark.training import keras_backend
 from cerebro_spark.training.model_spec import ModelSpec
 from cerebro_spark.training.tf_import import import_tensorflow
 
@@ -139,7 +140,8 @@ def run_search(
             "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
         )
     trials = algorithm.initial_trials()
-    backend.set_warm_up(WARM_UP_TASK)
+    keras_backend_name = keras_backend.configured()  # the driver's Keras backend: the workers run the same
+    backend.set_warm_up(WARM_UP_TASKS.get(keras_backend_name))
     preparing = None
     if dataset is None:  # the preparation's Spark jobs run while TensorFlow loads for the model builds
         spark = spark_session(df)  # here: a thread of its own sees no active session
@@ -161,7 +163,9 @@ def run_search(
             prepare_then_start, spark_handle(spark) if spark is not None else None, "prepare"
         )
     try:
-        estimators = {t.model_id: _estimator_for(make_estimator, t, user_seed) for t in trials}
+        estimators = {
+            t.model_id: _estimator_for(make_estimator, t, user_seed, keras_backend_name) for t in trials
+        }
         for est in estimators.values():  # the search's prediction params, or the estimator's own
             check_prediction_plan(est.getModel(), owner if owner.hasParam("estimator_gen_fn") else est)
     except BaseException:
@@ -185,7 +189,9 @@ def run_search(
 
         def model_factory(trial: Trial) -> ModelSpec:
             params_by_model[trial.model_id] = dict(trial.params)
-            est = estimators.pop(trial.model_id, None) or _estimator_for(make_estimator, trial, user_seed)
+            est = estimators.pop(trial.model_id, None) or _estimator_for(
+                make_estimator, trial, user_seed, keras_backend_name
+            )
             if store.exists(layout.initial_model_key(run_id, trial.model_id)):  # resumed: keep its files
                 specs[trial.model_id] = _existing_model_spec(run_id, trial, est)
             else:
@@ -196,7 +202,12 @@ def run_search(
             return load_trained_model(store, specs[model_id], version)
 
         settings = RunSettings(
-            run_id=run_id, metric=metric, mode=mode, seed=seed, deterministic=user_seed is not None
+            run_id=run_id,
+            metric=metric,
+            mode=mode,
+            seed=seed,
+            deterministic=user_seed is not None,
+            keras_backend=keras_backend_name,
         )
         verbose = owner.getOrDefault(owner.verbose)
         observers = SearchObservers.create(
@@ -236,8 +247,11 @@ def run_search(
         raise
 
 
-#: What each worker runs as soon as it starts (see ``Backend.set_warm_up``): TensorFlow's import.
-WARM_UP_TASK = "cerebro_spark.training.trainer:warm_up"
+#: What each worker runs as soon as it starts (see ``Backend.set_warm_up``): its Keras backend's import.
+WARM_UP_TASKS = {
+    "tensorflow": "cerebro_spark.training.trainer:warm_up",
+    "jax": "cerebro_spark.training.trainer:warm_up_jax",
+}
 
 
 def _prepare_then_start(
@@ -264,8 +278,11 @@ def _existing_model_spec(run_id: str, trial: Trial, est: KerasEstimator) -> Mode
     )
 
 
-def _estimator_for(make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None) -> KerasEstimator:
-    import_tensorflow()  # before the user's function imports Keras: without TensorFlow's start-up lines
+def _estimator_for(
+    make: Callable[[Trial], KerasEstimator], trial: Trial, seed: int | None, keras_backend_name: str
+) -> KerasEstimator:
+    if keras_backend_name == "tensorflow":
+        import_tensorflow()  # before the user's function imports Keras: without TensorFlow's start-up lines
     if seed is not None:  # reproducible initial weights, independent of the other models
         import keras
 

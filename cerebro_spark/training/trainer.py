@@ -23,7 +23,7 @@ from typing import Any
 from cerebro_spark.data.reader import PartitionCache, unit_seed
 from cerebro_spark.data.spec import DatasetSpec
 from cerebro_spark.store.base import Store
-from cerebro_spark.training import keras_io
+from cerebro_spark.training import keras_backend, keras_io
 from cerebro_spark.training.io_mapping import column_order
 from cerebro_spark.training.model_spec import ModelSpec
 from cerebro_spark.training.steps import StepFunctions
@@ -46,37 +46,56 @@ def warm_up(ctx: Any) -> None:
     import_tensorflow()
 
 
+def warm_up_jax(ctx: Any) -> None:
+    """:func:`warm_up` for a search of Keras on JAX: Keras and JAX imported, Keras' backend set to JAX."""
+    _show_assigned_gpus(ctx)
+    keras_backend.use("jax")
+    keras_backend.import_library("jax")
+    import keras  # noqa: F401 (imported now, on JAX)
+
+
 def _show_assigned_gpus(ctx: Any) -> tuple[str, ...]:
     """Make TensorFlow see only the GPUs Spark assigned to the task, if it is not imported yet."""
     gpus = tuple(getattr(ctx, "gpus", ()))
-    if gpus and "tensorflow" not in sys.modules:  # TensorFlow numbers the GPUs it sees from 0
+    if gpus and not any(m in sys.modules for m in keras_backend.BACKENDS):  # numbered from 0 as seen
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     elif gpus and os.environ.get("CUDA_VISIBLE_DEVICES") != ",".join(gpus):
         logger.debug("worker %d: TensorFlow already imported; its visible GPUs unchanged", ctx.worker_id)
     return gpus
 
 
-def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> dict[str, Any]:
-    """Limit TensorFlow to the task's cores and GPUs and, if asked, make its ops deterministic.
+def setup_worker(
+    ctx: Any, *, seed: int | None = None, deterministic: bool = False, keras_backend_name: str = "tensorflow"
+) -> dict[str, Any]:
+    """Run Keras on ``keras_backend_name`` (the driver's), limit it to the task's cores and GPUs and, if
+    asked, make its ops deterministic.
 
-    Runs once per worker before any other task. With GPUs assigned by Spark (``ctx.gpus``), TensorFlow
-    sees only those (``CUDA_VISIBLE_DEVICES``) and grows its memory on them as needed. In a process where
-    TensorFlow already ran (the in-process LocalBackend, a reused Python worker), thread limits and
-    visible devices can no longer change: that is logged, not an error. Returns what the driver logs
-    and records in the run record (``workers``): pid, threads, TensorFlow's version, the device.
+    Runs once per worker before any other task. With GPUs assigned by Spark (``ctx.gpus``), the backend
+    sees only those (``CUDA_VISIBLE_DEVICES``); TensorFlow grows its memory on them as needed. In a
+    process where the backend already ran (the in-process LocalBackend, a reused Python worker), thread
+    limits and visible devices can no longer change: that is logged, not an error; a process that runs
+    Keras on another backend fails the set-up with what to do. Returns what the driver logs and records
+    in the run record (``workers``): pid, threads, the backend's version, the device.
     """
     gpus = _show_assigned_gpus(ctx)
+    keras_backend.use(keras_backend_name)
+    if keras_backend_name != "tensorflow":
+        report = keras_backend.set_up(keras_backend_name, ctx.cores, deterministic)
+        if seed is not None:
+            import keras
+
+            keras.utils.set_random_seed(seed)
+        return {
+            "worker_id": ctx.worker_id,
+            "pid": os.getpid(),
+            "cores": ctx.cores,
+            "assigned_gpus": list(gpus),
+            **report,
+        }
     # TensorFlow's C++ logs (its start-up lines, tf.data's harmless "NodeDef mentions attribute" lines) would
     # flood the executors' stderr; errors still surface as Python exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows them.
+    report = keras_backend.set_up("tensorflow", ctx.cores, deterministic)
     tf = import_tensorflow()
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(ctx.cores)
-        tf.config.threading.set_inter_op_parallelism_threads(ctx.cores)
-    except RuntimeError:
-        logger.debug("worker %d: TensorFlow already initialised; thread limits unchanged", ctx.worker_id)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
     if seed is not None:
         import keras
 
@@ -85,8 +104,7 @@ def setup_worker(ctx: Any, *, seed: int | None = None, deterministic: bool = Fal
         "worker_id": ctx.worker_id,
         "pid": os.getpid(),
         "cores": ctx.cores,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "tensorflow": tf.__version__,
+        **report,
         "assigned_gpus": list(gpus),
         "device": _use_gpus(tf, ctx.worker_id, gpus),
     }
