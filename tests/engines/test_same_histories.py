@@ -54,6 +54,7 @@ def spark_backend(request: Any) -> Iterator[Any]:
 @contextmanager
 def dask_backend(request: Any) -> Iterator[Any]:
     import distributed
+
     from cerebro_spark import DaskBackend
 
     with distributed.LocalCluster(
@@ -66,6 +67,7 @@ def dask_backend(request: Any) -> Iterator[Any]:
 @contextmanager
 def ray_backend(request: Any) -> Iterator[Any]:
     import ray
+
     from cerebro_spark import RayBackend
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
