@@ -11,7 +11,9 @@ rows x 20 features, 2 workers, validation 20%. Prints and writes ``benchmarks/re
 - a baseline in the same script: the same 8 models x 3 epochs trained one after the other in this
   process with plain ``keras.Model.fit`` on all the training rows (what MOP must beat with 2 workers).
 
-Usage: ``python benchmarks/bench_mop.py [--master local[2]] [--rows 20000] [--epochs 3]``.
+Usage: ``python benchmarks/bench_mop.py [--master local[2]] [--rows 20000] [--epochs 3]``. Keras runs on the
+backend of ``KERAS_BACKEND`` (the workers follow the driver): ``KERAS_BACKEND=jax python benchmarks/bench_mop.py
+--out benchmarks/results/mop_core_jax.md`` gives the JAX figures beside TensorFlow's.
 """
 
 from __future__ import annotations
@@ -85,14 +87,16 @@ def summarize(result, fit_wall: float, sequential_wall: float, args) -> str:
         for u in train
     ]
     sub_epoch = [u.timings["train_s"] for u in train]
+    import keras
+
     lines = [
         f"# MOP core benchmark ({len(run.models)} models x {args.epochs} epochs, {args.rows} rows, "
-        f"{p} workers, {args.master})",
+        f"{p} workers, {args.master}, Keras on {keras.backend.backend()})",
         "",
         "| measure | value |",
         "|---|---|",
         f"| search wall time (workers up -> last unit) | {wall:.1f} s |",
-        f"| whole fit wall time (import TensorFlow, build models, prepare data, start workers, search, collect) | {fit_wall:.1f} s |",
+        f"| whole fit wall time (import Keras' backend, build models, prepare data, start workers, search, collect) | {fit_wall:.1f} s |",
         f"| worker utilization, whole units: sum(unit time) / (P x wall) | {busy / (p * wall):.3f} |",
         f"| worker utilization, training and evaluation only | {training / (p * wall):.3f} |",
         f"| mean per-hop overhead (dispatch both ways + restore + save) | {1000 * statistics.mean(hops):.1f} ms |",

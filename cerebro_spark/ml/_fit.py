@@ -140,7 +140,9 @@ def run_search(
             "Set validation= (a fraction or a boolean column) or rank by a training metric such as 'loss'."
         )
     trials = algorithm.initial_trials()
-    keras_backend_name = keras_backend.configured()  # the driver's Keras backend: the workers run the same
+    keras_backend_name = keras_backend.check(
+        keras_backend.configured()
+    )  # the driver's: the workers run it too
     backend.set_warm_up(WARM_UP_TASKS.get(keras_backend_name))
     preparing = None
     if dataset is None:  # the preparation's Spark jobs run while TensorFlow loads for the model builds

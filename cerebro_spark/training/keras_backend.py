@@ -1,4 +1,4 @@
-"""Which Keras backend runs the models (TensorFlow, JAX or PyTorch), the same on the driver and the workers.
+"""Which Keras backend runs the models (TensorFlow or JAX), the same on the driver and the workers.
 
 Keras 3 picks its backend once per process, when ``keras`` is first imported: from ``KERAS_BACKEND``,
 else ``~/.keras/keras.json``, else TensorFlow. The driver's choice is the search's: ``run_search``
@@ -21,7 +21,9 @@ from cerebro_spark.errors import InvalidParamError, TrainingError
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("tensorflow", "jax", "torch")
+#: The Keras backends searches run on. (PyTorch's: not yet; its PyPI wheels bring CUDA, gigabytes, even
+#: for a CPU, so it is neither installed nor tested here.)
+BACKENDS = ("tensorflow", "jax")
 
 
 def configured() -> str:
@@ -40,6 +42,16 @@ def configured() -> str:
     return str(name or "tensorflow")
 
 
+def check(name: str) -> str:
+    """``name`` if searches run Keras on it, else InvalidParamError naming ``KERAS_BACKEND``."""
+    if name not in BACKENDS:
+        raise InvalidParamError(
+            f"cerebro_spark runs Keras on {' or '.join(BACKENDS)} (KERAS_BACKEND, or ~/.keras/keras.json). "
+            f"Received: {name!r}."
+        )
+    return name
+
+
 def use(name: str) -> None:
     """Make this process run Keras on ``name`` (before Keras is imported).
 
@@ -51,8 +63,7 @@ def use(name: str) -> None:
         When Keras is already imported here with another backend (a Python worker reused from a search
         on another backend): it cannot change within a process.
     """
-    if name not in BACKENDS:
-        raise InvalidParamError(f"The Keras backend must be one of {BACKENDS}. Received: {name!r}.")
+    check(name)
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "backend"):
         running = keras.backend.backend()
@@ -67,20 +78,17 @@ def use(name: str) -> None:
 
 
 def import_library(name: str) -> ModuleType:
-    """Import the backend's library: TensorFlow without its start-up lines, or JAX, or PyTorch."""
+    """Import the backend's library: TensorFlow without its start-up lines, or JAX."""
     if name == "tensorflow":
         from cerebro_spark.training.tf_import import import_tensorflow
 
         return import_tensorflow()
-    if name == "jax":
-        if "jax" not in sys.modules:
-            _limit_xla_threads(int(os.environ.get("OMP_NUM_THREADS", "0")))
-        import jax
+    check(name)
+    if "jax" not in sys.modules:
+        _limit_xla_threads(int(os.environ.get("OMP_NUM_THREADS", "0")))
+    import jax
 
-        return jax
-    import torch
-
-    return torch
+    return jax
 
 
 def _limit_xla_threads(cores: int) -> None:
@@ -95,20 +103,9 @@ def set_up(name: str, cores: int, deterministic: bool) -> dict[str, Any]:
     """Threads, determinism and the device for ``name`` in a worker; what the set-up reports."""
     if name == "tensorflow":
         return _set_up_tensorflow(cores, deterministic)
-    library = import_library(name)
-    if name == "jax":  # XLA on the CPU is deterministic; its thread pool follows the cores it sees
-        devices = [d.platform.upper() for d in library.devices()]
-        return {"keras_backend": "jax", "jax": library.__version__, "device": ",".join(sorted(set(devices)))}
-    library.set_num_threads(cores)
-    if deterministic:
-        library.use_deterministic_algorithms(True, warn_only=True)
-    device = "GPU" if library.cuda.is_available() else "CPU"
-    return {
-        "keras_backend": "torch",
-        "torch": library.__version__,
-        "device": device,
-        "intra_op_threads": cores,
-    }
+    jax = import_library(name)  # XLA on the CPU is deterministic; its threads were set before it started
+    devices = sorted({d.platform.upper() for d in jax.devices()})
+    return {"keras_backend": "jax", "jax": jax.__version__, "device": ",".join(devices)}
 
 
 def _set_up_tensorflow(cores: int, deterministic: bool) -> dict[str, Any]:

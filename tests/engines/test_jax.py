@@ -134,3 +134,31 @@ def test_a_worker_already_on_another_backend_is_refused_with_what_to_do():
     )  # fmt: skip
     assert "already runs Keras on 'tensorflow', and the search runs it on 'jax'" in proc.stdout, proc.stderr
     assert "Start new workers" in proc.stdout
+
+
+def test_a_backend_searches_do_not_run_on_is_refused_before_any_work(tmp_path):
+    code = f"""
+    import sys
+    sys.path.insert(0, {str(ROOT / "examples")!r})
+    from quickstart import estimator_gen_fn
+    from synthetic import make_pandas
+    from cerebro_spark import LocalBackend, Store
+    from cerebro_spark.errors import InvalidParamError
+    from cerebro_spark.tune import GridSearch, hp_choice
+    search = GridSearch(backend=LocalBackend(2), store=Store.create({str(tmp_path)!r}),
+                        estimator_gen_fn=estimator_gen_fn, search_space={{"lr": hp_choice([1e-2])}},
+                        feature_columns=["features"], label_columns=["label"], validation=0.2, verbose=0)
+    try:
+        search.fit(make_pandas(100))
+    except InvalidParamError as e:
+        print(e)
+    print("keras imported:", "keras" in sys.modules)
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+    )  # fmt: skip
+    assert (
+        "runs Keras on tensorflow or jax (KERAS_BACKEND" in proc.stdout and "Received: 'torch'" in proc.stdout
+    )
+    assert "keras imported: False" in proc.stdout, proc.stderr
