@@ -85,7 +85,8 @@ def to_arrow(data: Any, columns: Sequence[str] | None = None) -> pa.Table:
 
         tables = ray.get(data.to_arrow_refs())
         table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-        return table.select(list(columns)) if columns is not None else table
+        table = table.select(list(columns)) if columns is not None else table
+        return _without_tensor_types(table)
     raise InvalidParamError(
         "The data to prepare must be a Spark DataFrame, a pandas DataFrame, a pyarrow Table, the path of a "
         f"Parquet file or directory, a Dask DataFrame or a Ray Dataset. Received: {type(data).__name__}."
@@ -189,6 +190,18 @@ def prepare_local(
     return spec
 
 
+def _without_tensor_types(table: pa.Table) -> pa.Table:
+    """Ray's tensor columns (an extension type: ``shape`` per row) as nested fixed-size lists."""
+    for i, field in enumerate(table.schema):
+        if isinstance(field.type, pa.ExtensionType) and hasattr(field.type, "shape"):
+            values = np.asarray(table.column(i).combine_chunks().to_numpy())
+            nested: pa.Array = pa.array(values.reshape(-1))
+            for size in reversed(values.shape[1:]):
+                nested = pa.FixedSizeListArray.from_arrays(nested, int(size))
+            table = table.set_column(i, field.name, nested)
+    return table
+
+
 def _readable(data: Any, wanted: list[str]) -> list[str] | None:
     """The columns to read of ``data`` (all for an Arrow table: it is read already); missing ones are
     named by the column check, so only existing ones are asked for."""
@@ -201,7 +214,8 @@ def _readable(data: Any, wanted: list[str]) -> list[str] | None:
         except (OSError, pa.ArrowInvalid):
             names = None
     elif hasattr(data, "columns") and not isinstance(data, pa.Table):
-        names = [str(c) for c in data.columns]
+        columns = data.columns() if callable(data.columns) else data.columns  # a Ray Dataset's is a method
+        names = [str(c) for c in columns]
     if names is None:
         return None
     return [name for name in wanted if name in names]
@@ -255,7 +269,11 @@ def _resolve(name: str, role: str, dtype: pa.DataType) -> SourceColumn:
         numbers = "numbers or booleans" if allow_bool else "numbers"
         hint = ""
         if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
-            hint = " Encode it first (e.g. pandas' factorize for a label, one-hot columns for a feature)."
+            hint = (
+                " Encode it first (e.g. pandas' factorize for a label, one-hot columns for a feature). A Dask "
+                "DataFrame turns columns of arrays into text unless dask.config.set({'dataframe.convert-string': "
+                "False}) is in effect when it is made."
+            )
         raise DataError(
             f"{role.capitalize()} column {name!r} must be {what}, an array of {numbers} or an array of arrays "
             f"of {numbers}. Received: {dtype}.{hint}"

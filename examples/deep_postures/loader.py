@@ -157,6 +157,16 @@ def _read_paths(batches: Iterator[pa.RecordBatch], seq_len: int) -> Iterator[pa.
             yield day_sequences(url, seq_len)
 
 
+def load_table(root: str, seq_len: int) -> pa.Table:
+    """Every sequence of ``seq_len`` windows under ``root``, read here (no Spark): the rows of
+    :func:`load_sequences` as one Arrow table, for the engines without Spark."""
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise InvalidParamError(f"seq_len must be an int >= 1 (windows per sequence). Received: {seq_len!r}.")
+    return pa.Table.from_batches(
+        [day_sequences(url, seq_len) for url in list_day_files(root)], schema=ARROW_SCHEMA
+    )
+
+
 def load_sequences(
     spark: Any, root: str, seq_len: int, *, local: bool = False, num_partitions: int | None = None
 ) -> Any:
@@ -186,7 +196,7 @@ def load_sequences(
         raise InvalidParamError(f"seq_len must be an int >= 1 (windows per sequence). Received: {seq_len!r}.")
     urls = list_day_files(root)
     if local:
-        table = pa.Table.from_batches([day_sequences(url, seq_len) for url in urls], schema=ARROW_SCHEMA)
+        table = load_table(root, seq_len)
         if int(spark.version.split(".")[0]) >= 4:
             return spark.createDataFrame(table, schema=SCHEMA)
         # Spark 3.5 takes no Arrow table: rows (this path is for small data)

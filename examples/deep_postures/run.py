@@ -13,6 +13,10 @@ amplification down to a {1/16, 1/8} and trains 3 epochs on ``local[2]``: about a
 Each search writes its HTML report (leaderboard, learning curves, schedule) into the Store.
 Without ``--tiny``, point ``--data`` at DeepPostures pre-processed files (``<subject>/<YYYY-MM-DD>.h5``)
 on a folder every executor can reach; see ``examples/deep_postures/README.md`` for spark-submit.
+
+``--engine standalone`` runs it without Spark, as cerebro-standalone did: the driver reads the files and
+prepares them into the Store, and ``cerebro-worker`` processes (started by hand on each machine, or
+``--start-workers N`` of them here) train; the Store must be a folder they all reach.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the examples folder: `deep_postures` is a package in it
 
 from deep_postures.generate import generate  # noqa: E402
-from deep_postures.loader import list_day_files, load_sequences, windows_for  # noqa: E402
+from deep_postures.loader import list_day_files, load_sequences, load_table, windows_for  # noqa: E402
 from deep_postures.model import estimator_gen_fn  # noqa: E402
 
 SETTINGS = {
@@ -61,6 +65,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", default=str(HERE.parents[1] / "store"), help="the Store's root or URL")
     parser.add_argument("--read-on-driver", action="store_true", help="read the HDF5 files on the driver")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--engine", choices=["spark", "standalone"], default="spark",
+                        help="spark (default) or standalone: cerebro-worker processes, no Spark")  # fmt: skip
+    parser.add_argument("--port", type=int, default=47470, help="standalone: the port workers dial")
+    parser.add_argument(
+        "--bind-address", default="127.0.0.1", help="standalone: an address the workers reach"
+    )
+    parser.add_argument(
+        "--secret-file", default="~/.cerebro_spark/worker-secret", help="standalone: the secret"
+    )
+    parser.add_argument(
+        "--start-workers", type=int, default=0, help="standalone: start this many workers here"
+    )
     args = parser.parse_args(argv)
     setting = SETTINGS["tiny" if args.tiny else "full"]
     for name in ("amps", "epochs", "batch_size", "subjects", "days", "hours"):
@@ -98,27 +114,64 @@ def held_out_subjects(root: str, fraction: float, seed: int) -> list[str]:
     return sorted(np.random.default_rng(seed).choice(subjects, count, replace=False).tolist())
 
 
-def search_one_length(spark, args: argparse.Namespace, root: str, val_subjects: list[str], minutes: float):
-    """GridSearch of every (lr, l2, a) on sequences of ``minutes``; returns (leaderboard, result, stats)."""
-    from pyspark.sql import functions as F
+def table_and_stats(
+    root: str, seq_len: int, val_subjects: list[str]
+) -> tuple[Any, dict[bool, tuple[int, float]]]:
+    """Without Spark: the sequences as an Arrow table with the ``is_val`` column, and per split the
+    number of sequences and the share of windows labelled not sitting."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    from cerebro_spark import SparkBackend, Store
+    table = load_table(root, seq_len)
+    is_val = pc.is_in(table.column("subject"), value_set=pa.array(val_subjects))
+    table = table.append_column("is_val", is_val)
+    labels = (
+        np.stack(table.column("labels").to_numpy(zero_copy_only=False))
+        if table.num_rows
+        else np.zeros((0, 1))
+    )
+    flags = is_val.to_numpy(zero_copy_only=False)
+    stats = {
+        split: (
+            int((flags == split).sum()),
+            float(labels[flags == split].mean()) if (flags == split).any() else 0.0,
+        )
+        for split in (False, True)
+    }
+    return table, stats
+
+
+def search_one_length(spark, args: argparse.Namespace, root: str, val_subjects: list[str], minutes: float):
+    """GridSearch of every (lr, l2, a) on sequences of ``minutes``; returns (leaderboard, result, stats).
+    ``spark`` None: the standalone engine (no Spark)."""
+    from cerebro_spark import SparkBackend, StandaloneBackend, Store
+
+    if spark is not None:
+        from pyspark.sql import functions as F
     from cerebro_spark.tune import GridSearch, hp_choice
 
     seq_len = windows_for(minutes)
-    df = load_sequences(spark, root, seq_len, local=args.read_on_driver)
-    df = df.withColumn("is_val", F.col("subject").isin(val_subjects))
-    stats = (
-        df.groupBy("is_val")
-        .agg(
-            F.count("*").alias("sequences"),
-            F.avg(F.aggregate("labels", F.lit(0.0), lambda s, x: s + x) / seq_len),
+    if spark is None:  # standalone: the driver reads the files, cerebro-worker processes train
+        df, stats = table_and_stats(root, seq_len, val_subjects)
+        backend: Any = StandaloneBackend(
+            args.workers or 2, bind_address=args.bind_address, port=args.port, secret_file=args.secret_file
         )
-        .collect()
-    )
-    stats = {row["is_val"]: (row[1], row[2]) for row in stats}
+    else:
+        df = load_sequences(spark, root, seq_len, local=args.read_on_driver)
+        df = df.withColumn("is_val", F.col("subject").isin(val_subjects))
+        rows = (
+            df.groupBy("is_val")
+            .agg(
+                F.count("*").alias("sequences"),
+                F.avg(F.aggregate("labels", F.lit(0.0), lambda s, x: s + x) / seq_len),
+            )
+            .collect()
+        )
+        stats = {row["is_val"]: (row[1], row[2]) for row in rows}
+        backend = SparkBackend(spark, num_workers=args.workers)
     search = GridSearch(
-        backend=SparkBackend(spark, num_workers=args.workers),
+        backend=backend,
         store=Store.create(args.store),
         estimator_gen_fn=estimator_gen_fn,
         search_space={"lr": hp_choice(args.lrs), "l2": hp_choice(args.l2s), "amp": hp_choice(args.amps),
@@ -160,17 +213,61 @@ def run_selection(spark, args: argparse.Namespace) -> tuple[Any, list[dict[str, 
     return merged, runs
 
 
+def start_local_workers(args: argparse.Namespace) -> list[Any]:
+    """``--start-workers N``: N ``cerebro-worker`` processes on this machine (a one-machine try)."""
+    import subprocess
+
+    from cerebro_spark.backend.standalone import read_secret
+
+    read_secret(args.secret_file, create=True)
+    command = [sys.executable, "-m", "cerebro_spark.backend.standalone", "--driver", f"127.0.0.1:{args.port}",
+               "--secret-file", args.secret_file, "--cores", "1", "--log-level", "WARNING"]  # fmt: skip
+    return [subprocess.Popen(command) for _ in range(args.start_workers)]
+
+
+def report(merged: Any, runs: list[dict[str, Any]], args: argparse.Namespace, started: float) -> None:
+    print(
+        f"\nDeepPostures data: {runs[0]['root']} (validation subjects: {', '.join(runs[0]['val_subjects'])})"
+    )
+    for r in runs:
+        run = r["result"].result
+        run_dir = f"{args.store}/runs/{r['result'].run_id}"
+        print(
+            f"{r['minutes']:g} min ({windows_for(r['minutes'])} windows): {r['train_sequences']} training and "
+            f"{r['val_sequences']} validation sequences, validation majority class {r['val_majority']:.3f}; "
+            f"search {run.wall_seconds:.0f}s, utilization {run.utilization():.2f}\n"
+            f"  run {run_dir}/ (search.json, journal.jsonl, models/)\n"
+            f"  report {r['report']}\n"
+            f"  TensorBoard: tensorboard --logdir {run_dir}/models"
+        )
+    print(f"\nLeaderboard of {len(merged)} configurations (best validation accuracy first):")
+    print(
+        merged[[c for c in COLUMNS if c in merged]].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    )
+    print(f"\nTotal wall time {time.perf_counter() - started:.0f}s")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    started = time.perf_counter()
+    if args.engine == "standalone":
+        workers = start_local_workers(args) if args.start_workers else []
+        args.workers = args.workers or len(workers) or 2
+        try:
+            merged, runs = run_selection(None, args)
+            report(merged, runs, args, started)
+        finally:
+            for worker in workers:
+                worker.terminate()
+        return
     if args.master and args.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the loader's tasks need h5py
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     from pyspark.sql import SparkSession
 
-    started = time.perf_counter()
     builder = SparkSession.builder.appName("cerebro-spark-deep-postures")
     if args.master:
         builder = builder.master(args.master)
@@ -184,27 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     spark.sparkContext.setLogLevel("ERROR")
     try:
         merged, runs = run_selection(spark, args)
-        print(
-            f"\nDeepPostures data: {runs[0]['root']} (validation subjects: {', '.join(runs[0]['val_subjects'])})"
-        )
-        for r in runs:
-            run = r["result"].result
-            run_dir = f"{args.store}/runs/{r['result'].run_id}"
-            print(
-                f"{r['minutes']:g} min ({windows_for(r['minutes'])} windows): {r['train_sequences']} training and "
-                f"{r['val_sequences']} validation sequences, validation majority class {r['val_majority']:.3f}; "
-                f"search {run.wall_seconds:.0f}s, utilization {run.utilization():.2f}\n"
-                f"  run {run_dir}/ (search.json, journal.jsonl, models/)\n"
-                f"  report {r['report']}\n"
-                f"  TensorBoard: tensorboard --logdir {run_dir}/models"
-            )
-        print(f"\nLeaderboard of {len(merged)} configurations (best validation accuracy first):")
-        print(
-            merged[[c for c in COLUMNS if c in merged]].to_string(
-                index=False, float_format=lambda v: f"{v:.4g}"
-            )
-        )
-        print(f"\nTotal wall time {time.perf_counter() - started:.0f}s")
+        report(merged, runs, args, started)
     finally:
         spark.stop()
 
