@@ -32,16 +32,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SparkBackend":
-        from cerebro_spark.backend.spark import SparkBackend
+    if name in ("SparkBackend", "DaskBackend", "RayBackend"):  # imported on first use
+        from cerebro_spark import backend
 
-        return SparkBackend
-    if name == "DaskBackend":
-        from cerebro_spark.backend.dask import DaskBackend
-
-        return DaskBackend
-    if name == "RayBackend":
-        from cerebro_spark.backend.ray import RayBackend
-
-        return RayBackend
+        return getattr(backend, name)
     raise AttributeError(f"module 'cerebro_spark' has no attribute {name!r}")

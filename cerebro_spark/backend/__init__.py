@@ -7,6 +7,7 @@ package imports no engine.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from cerebro_spark.backend.base import Backend, TaskRequest, TaskResult, WorkerContext
@@ -31,17 +32,15 @@ __all__ = [
 ]
 
 
+#: The backends of an engine, imported on first use: their modules import it (pyspark, Dask, Ray) lazily.
+_ENGINES = {
+    "SparkBackend": "cerebro_spark.backend.spark",
+    "DaskBackend": "cerebro_spark.backend.dask",
+    "RayBackend": "cerebro_spark.backend.ray",
+}
+
+
 def __getattr__(name: str) -> Any:
-    if name == "SparkBackend":
-        from cerebro_spark.backend.spark import SparkBackend
-
-        return SparkBackend
-    if name == "DaskBackend":
-        from cerebro_spark.backend.dask import DaskBackend
-
-        return DaskBackend
-    if name == "RayBackend":
-        from cerebro_spark.backend.ray import RayBackend
-
-        return RayBackend
+    if name in _ENGINES:
+        return getattr(importlib.import_module(_ENGINES[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -130,13 +130,7 @@ def resolve_columns(
     """Check that every column exists and has a supported type; features, then labels, then the weight."""
     types = {field.name: field.dataType for field in schema.fields}
     wanted = features + labels + ([weight] if weight else [])
-    reserved = [name for name in wanted if name.startswith(RESERVED_PREFIX)]
-    if reserved:
-        raise DataError(
-            f"Columns {', '.join(map(repr, reserved))} have names that start with {RESERVED_PREFIX!r}, which "
-            "cerebro_spark keeps for the columns it adds while preparing data. Rename them first "
-            "(DataFrame.withColumnRenamed)."
-        )
+    check_reserved(wanted, "(DataFrame.withColumnRenamed)")
     names = [field.name for field in schema.fields]
     ambiguous = [name for name in wanted if names.count(name) > 1]
     if ambiguous:
@@ -145,12 +139,7 @@ def resolve_columns(
             "for example), so the name does not say which. Expected one column per name: drop or rename "
             "the others first."
         )
-    missing = [name for name in wanted if name not in types]
-    if missing:
-        raise DataError(
-            f"Columns missing from the DataFrame: {', '.join(map(repr, missing))}. "
-            f"Available columns: {', '.join(map(repr, types)) or 'none'}."
-        )
+    check_present(wanted, list(types), "the DataFrame")
     columns = [_resolve(name, "feature", types[name]) for name in features] + [
         _resolve(name, "label", types[name]) for name in labels
     ]
@@ -163,6 +152,26 @@ def resolve_columns(
             )
         columns.append(SourceColumn(weight, "weight", Kind.SCALAR, types[weight].simpleString(), "float32"))
     return columns
+
+
+def check_reserved(wanted: Sequence[str], how: str = "") -> None:
+    """No wanted column may have a name that data preparation keeps for its own columns."""
+    reserved = [name for name in wanted if name.startswith(RESERVED_PREFIX)]
+    if reserved:
+        raise DataError(
+            f"Columns {', '.join(map(repr, reserved))} have names that start with {RESERVED_PREFIX!r}, which "
+            f"cerebro_spark keeps for the columns it adds while preparing data. Rename them first{' ' + how if how else ''}."
+        )
+
+
+def check_present(wanted: Sequence[str], available: Sequence[str], source: str) -> None:
+    """Every wanted column is among ``available`` (those of ``source``, "the DataFrame" or "the data")."""
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        raise DataError(
+            f"Columns missing from {source}: {', '.join(map(repr, missing))}. "
+            f"Available columns: {', '.join(map(repr, available)) or 'none'}."
+        )
 
 
 def _resolve(name: str, role: str, dtype: DataType) -> SourceColumn:

@@ -174,19 +174,16 @@ def prepare_data(
         collect_max_bytes,
         collected,
     )
-    spec = DatasetSpec(
-        fingerprint=fingerprint,
-        root=root,
-        features=specs[: len(features)],
-        labels=specs[len(features) : len(features) + len(labels)],
-        train=train,
-        val=val,
-        params=_params(columns, num_partitions, validation, seed, split_seed),
-        weight=specs[-1] if weight else None,
-        train_weight=summary.train_weight,
-        val_weight=summary.val_weight,
+    spec = complete(
+        store,
+        fingerprint,
+        root,
+        specs,
+        columns,
+        summary,
+        (train, val),
+        (num_partitions, validation, seed, split_seed),
     )
-    store.write_json(spec.metadata_key, spec.to_dict())  # last: its presence marks a complete preparation
     logger.info(
         "prepared %d training rows %s and %d validation rows %s in %s of %s in %.1fs",
         spec.train_rows,
@@ -197,6 +194,36 @@ def prepare_data(
         store,
         time.perf_counter() - started,
     )
+    return spec
+
+
+def complete(
+    store: Store,
+    fingerprint: str,
+    root: str,
+    specs: tuple[ColumnSpec, ...],
+    columns: Sequence[SourceColumn],
+    summary: Summary,
+    parts: tuple[tuple[PartitionSpec, ...], tuple[PartitionSpec, ...]],
+    params: tuple[int, float | str | None, int | None, int],
+) -> DatasetSpec:
+    """The prepared data's spec, written last as ``_metadata.json`` (its presence marks a complete
+    preparation); ``params``: ``(num_partitions, validation, seed, split_seed)``."""
+    features = sum(c.role == "feature" for c in columns)
+    labels = sum(c.role == "label" for c in columns)
+    spec = DatasetSpec(
+        fingerprint=fingerprint,
+        root=root,
+        features=specs[:features],
+        labels=specs[features : features + labels],
+        train=parts[0],
+        val=parts[1],
+        params=_params(columns, *params),
+        weight=specs[-1] if columns[-1].role == "weight" else None,
+        train_weight=summary.train_weight,
+        val_weight=summary.val_weight,
+    )
+    store.write_json(spec.metadata_key, spec.to_dict())
     return spec
 
 

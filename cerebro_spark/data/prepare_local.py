@@ -28,16 +28,17 @@ import pyarrow as pa
 
 from cerebro_spark.data._collected import _POSITION, routed_table, summarize_table
 from cerebro_spark.data._columns import (
-    RESERVED_PREFIX,
     Kind,
     SourceColumn,
     check_column_lists,
+    check_present,
+    check_reserved,
     check_weight_column,
     normalize_validation,
 )
 from cerebro_spark.data._summary import FLAG, check_split, check_summary
 from cerebro_spark.data._writer import write_collected
-from cerebro_spark.data.prepare import _column_spec, _finish, _params, _warn_if_large, load_prepared
+from cerebro_spark.data.prepare import _column_spec, _finish, _warn_if_large, complete, load_prepared
 from cerebro_spark.data.spec import METADATA_FORMAT, DatasetSpec
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.store import layout
@@ -166,19 +167,16 @@ def prepare_local(
     routed = routed_table(converted, len(specs), num_partitions)
     written = write_collected(store, root, routed, specs, num_partitions, range(total))
     train, val = _finish(store, root, specs, summary, num_partitions, total, written)
-    spec = DatasetSpec(
-        fingerprint=fingerprint,
-        root=root,
-        features=specs[: len(features)],
-        labels=specs[len(features) : len(features) + len(labels)],
-        train=train,
-        val=val,
-        params=_params(columns, num_partitions, validation, seed, split_seed),
-        weight=specs[-1] if weight else None,
-        train_weight=summary.train_weight,
-        val_weight=summary.val_weight,
+    spec = complete(
+        store,
+        fingerprint,
+        root,
+        specs,
+        columns,
+        summary,
+        (train, val),
+        (num_partitions, validation, seed, split_seed),
     )
-    store.write_json(spec.metadata_key, spec.to_dict())  # last: its presence marks a complete preparation
     logger.info(
         "prepared %d training rows and %d validation rows in %s of %s on the driver in %.1fs",
         spec.train_rows,
@@ -237,18 +235,8 @@ def resolve_arrow_columns(
     column's ``spark_type`` is the Spark type its Arrow type converts to (what the spec records)."""
     types = {field.name: field.type for field in schema}
     wanted = features + labels + ([weight] if weight else [])
-    reserved = [name for name in wanted if name.startswith(RESERVED_PREFIX)]
-    if reserved:
-        raise DataError(
-            f"Columns {', '.join(map(repr, reserved))} have names that start with {RESERVED_PREFIX!r}, which "
-            "cerebro_spark keeps for the columns it adds while preparing data. Rename them first."
-        )
-    missing = [name for name in wanted if name not in types]
-    if missing:
-        raise DataError(
-            f"Columns missing from the data: {', '.join(map(repr, missing))}. "
-            f"Available columns: {', '.join(map(repr, types)) or 'none'}."
-        )
+    check_reserved(wanted)
+    check_present(wanted, list(types), "the data")
     columns = [_resolve(name, "feature", types[name]) for name in features]
     columns += [_resolve(name, "label", types[name]) for name in labels]
     if weight:

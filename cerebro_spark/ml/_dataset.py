@@ -92,29 +92,19 @@ def prepare(df: Any, store: Store, request: DataRequest) -> DatasetSpec:
     """``df`` prepared into ``store`` (or the data prepared from it before), one partition per worker:
     a Spark DataFrame by Spark, data the driver holds (pandas, Arrow, Parquet path, Dask, Ray) by the
     driver (:mod:`cerebro_spark.data.prepare_local`)."""
+    params = {
+        "feature_columns": list(request.feature_columns),
+        "label_columns": list(request.label_columns),
+        "num_partitions": request.num_workers,
+        "validation": request.validation,
+        "seed": request.split_seed,
+        "sample_weight_column": request.sample_weight_column,
+    }
     if not isinstance(df, DataFrame):
-        return prepare_local(
-            df,
-            store,
-            feature_columns=list(request.feature_columns),
-            label_columns=list(request.label_columns),
-            num_partitions=request.num_workers,
-            validation=request.validation,
-            seed=request.split_seed,
-            sample_weight_column=request.sample_weight_column,
-        )
+        return prepare_local(df, store, **params)
     spark = spark_handle(df.sparkSession)
     with spark.driver_python(), spark.job_description(f"cerebro_spark run {request.run_id}: preparing data"):
-        return prepare_data(
-            df,
-            store,
-            feature_columns=list(request.feature_columns),
-            label_columns=list(request.label_columns),
-            num_partitions=request.num_workers,
-            validation=request.validation,
-            seed=request.split_seed,
-            sample_weight_column=request.sample_weight_column,
-        )
+        return prepare_data(df, store, **params)
 
 
 def resolve_prepared(

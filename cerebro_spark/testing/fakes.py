@@ -15,8 +15,11 @@ import threading
 from typing import Any
 
 from cerebro_spark.data.spec import ColumnSpec, DatasetSpec, PartitionSpec
-from cerebro_spark.driver.settings import TaskNames
+from cerebro_spark.driver.loop import MopDriver
+from cerebro_spark.driver.settings import RunSettings, TaskNames
+from cerebro_spark.search.grid_search import GridSearchAlgorithm
 from cerebro_spark.testing.faults import maybe_inject
+from cerebro_spark.training.model_spec import ModelSpec
 
 
 def setup(ctx: Any, *, seed: int | None = None, deterministic: bool = False) -> dict[str, Any]:
@@ -105,4 +108,24 @@ def fake_dataset(num_partitions: int, val_rows: int = 10) -> DatasetSpec:
             PartitionSpec(f"{root}/train/part-{i:05d}.parquet", 100 + i) for i in range(num_partitions)
         ),
         val=tuple(PartitionSpec(f"{root}/val/part-{i:05d}.parquet", val_rows) for i in range(num_partitions)),
+    )
+
+
+def fake_driver(
+    backend: Any, store: Any, space: dict[str, Any], *, epochs: int = 2, seed: int = 5
+) -> MopDriver:
+    """A grid search over ``space`` on ``backend`` with the fake tasks and data (run id ``r1``, metric
+    ``val_loss``): how a backend's tests run a whole search without TensorFlow."""
+
+    def factory(trial: Any) -> ModelSpec:
+        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
+
+    return MopDriver(
+        backend,
+        store,
+        fake_dataset(backend.num_workers),
+        GridSearchAlgorithm(space, num_epochs=epochs),
+        factory,
+        RunSettings(run_id="r1", metric="val_loss", mode="min", seed=seed),
+        tasks=fake_tasks(),
     )

@@ -79,23 +79,11 @@ def setup_worker(
     """
     gpus = _show_assigned_gpus(ctx)
     keras_backend.use(keras_backend_name)
-    if keras_backend_name != "tensorflow":
-        report = keras_backend.set_up(keras_backend_name, ctx.cores, deterministic)
-        if seed is not None:
-            import keras
-
-            keras.utils.set_random_seed(seed)
-        return {
-            "worker_id": ctx.worker_id,
-            "pid": os.getpid(),
-            "cores": ctx.cores,
-            "assigned_gpus": list(gpus),
-            **report,
-        }
     # TensorFlow's C++ logs (its start-up lines, tf.data's harmless "NodeDef mentions attribute" lines) would
     # flood the executors' stderr; errors still surface as Python exceptions. TF_CPP_MIN_LOG_LEVEL=0 shows them.
-    report = keras_backend.set_up("tensorflow", ctx.cores, deterministic)
-    tf = import_tensorflow()
+    report = keras_backend.set_up(keras_backend_name, ctx.cores, deterministic)
+    if keras_backend_name == "tensorflow":
+        report["device"] = _use_gpus(import_tensorflow(), ctx.worker_id, gpus)
     if seed is not None:
         import keras
 
@@ -104,9 +92,8 @@ def setup_worker(
         "worker_id": ctx.worker_id,
         "pid": os.getpid(),
         "cores": ctx.cores,
-        **report,
         "assigned_gpus": list(gpus),
-        "device": _use_gpus(tf, ctx.worker_id, gpus),
+        **report,
     }
 
 

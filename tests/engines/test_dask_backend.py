@@ -16,11 +16,9 @@ distributed = pytest.importorskip("distributed")
 from cerebro_spark import LocalBackend  # noqa: E402
 from cerebro_spark.backend.base import TaskRequest  # noqa: E402
 from cerebro_spark.backend.dask import DaskBackend, _DaskWorker, _is_this_machine  # noqa: E402
-from cerebro_spark.driver import MopDriver, RunSettings  # noqa: E402
 from cerebro_spark.errors import BackendError, InvalidParamError  # noqa: E402
-from cerebro_spark.search import GridSearchAlgorithm, hp_choice  # noqa: E402
-from cerebro_spark.testing.fakes import fake_dataset, fake_tasks  # noqa: E402
-from cerebro_spark.training.model_spec import ModelSpec  # noqa: E402
+from cerebro_spark.search import hp_choice  # noqa: E402
+from cerebro_spark.testing.fakes import fake_driver  # noqa: E402
 
 pytestmark = pytest.mark.dask
 
@@ -44,13 +42,7 @@ def client() -> Iterator[distributed.Client]:
 
 
 def make_driver(backend, store, space, epochs=2):
-    def factory(trial):
-        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
-
-    return MopDriver(
-        backend, store, fake_dataset(backend.num_workers), GridSearchAlgorithm(space, num_epochs=epochs),
-        factory, RunSettings(run_id="r1", metric="val_loss", mode="min", seed=5), tasks=fake_tasks(),
-    )  # fmt: skip
+    return fake_driver(backend, store, space, epochs=epochs)
 
 
 def cerebro_keys(client) -> list[str]:

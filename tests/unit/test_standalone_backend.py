@@ -16,11 +16,9 @@ import pytest
 from cerebro_spark import LocalBackend, StandaloneBackend
 from cerebro_spark.backend.standalone import main as worker_main
 from cerebro_spark.backend.standalone import read_secret
-from cerebro_spark.driver import MopDriver, RunSettings
 from cerebro_spark.errors import BackendError, InvalidParamError
-from cerebro_spark.search import GridSearchAlgorithm, hp_choice
-from cerebro_spark.testing.fakes import fake_dataset, fake_tasks
-from cerebro_spark.training.model_spec import ModelSpec
+from cerebro_spark.search import hp_choice
+from cerebro_spark.testing.fakes import fake_driver
 
 
 def free_port() -> int:
@@ -80,13 +78,7 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
 
 
 def make_driver(backend, store, space, epochs=2):
-    def factory(trial):
-        return ModelSpec(run_id="r1", model_id=trial.model_id, batch_size=8, params=dict(trial.params))
-
-    return MopDriver(
-        backend, store, fake_dataset(backend.num_workers), GridSearchAlgorithm(space, num_epochs=epochs),
-        factory, RunSettings(run_id="r1", metric="val_loss", mode="min", seed=5), tasks=fake_tasks(),
-    )  # fmt: skip
+    return fake_driver(backend, store, space, epochs=epochs)
 
 
 def histories(result):
