@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cerebro_spark import backend as _backend
 from cerebro_spark._trust import trust_pickles
 from cerebro_spark._version import __version__
 from cerebro_spark.backend.base import Backend
@@ -33,7 +34,5 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("SparkBackend", "DaskBackend", "RayBackend"):  # imported on first use
-        from cerebro_spark import backend
-
-        return getattr(backend, name)
+        return getattr(_backend, name)
     raise AttributeError(f"module 'cerebro_spark' has no attribute {name!r}")

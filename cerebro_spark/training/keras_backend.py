@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from cerebro_spark.errors import InvalidParamError, TrainingError
+from cerebro_spark.training.tf_import import import_tensorflow
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,6 @@ def use(name: str) -> None:
 def import_library(name: str) -> ModuleType:
     """Import the backend's library: TensorFlow without its start-up lines, or JAX."""
     if name == "tensorflow":
-        from cerebro_spark.training.tf_import import import_tensorflow
-
         return import_tensorflow()
     check(name)
     if "jax" not in sys.modules:
