@@ -287,6 +287,12 @@ def _check_params(df: Any, store: Any, num_partitions: Any, seed: Any, reuse: An
     """Check the non-column parameters; returns ``num_partitions`` and ``seed`` as Python ints."""
     if not isinstance(df, DataFrame):
         raise InvalidParamError(f"df must be a pyspark.sql.DataFrame. Received: {type(df).__name__}.")
+    return check_params(store, num_partitions, seed, reuse)
+
+
+def check_params(store: Any, num_partitions: Any, seed: Any, reuse: Any) -> tuple[int, int | None]:
+    """Check the parameters every preparation takes but the data and columns; returns
+    ``num_partitions`` and ``seed`` as Python ints."""
     if not isinstance(store, Store):
         raise InvalidParamError(
             f"store must be a cerebro_spark Store (see Store.create). Received: {type(store).__name__}."

@@ -20,7 +20,6 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,14 @@ from cerebro_spark.data._columns import (
 )
 from cerebro_spark.data._summary import FLAG, check_split, check_summary
 from cerebro_spark.data._writer import write_collected
-from cerebro_spark.data.prepare import _column_spec, _finish, _warn_if_large, complete, load_prepared
+from cerebro_spark.data.prepare import (
+    _column_spec,
+    _finish,
+    _warn_if_large,
+    check_params,
+    complete,
+    load_prepared,
+)
 from cerebro_spark.data.spec import METADATA_FORMAT, DatasetSpec
 from cerebro_spark.errors import DataError, InvalidParamError
 from cerebro_spark.store import layout
@@ -118,19 +124,7 @@ def prepare_local(
     ...                      num_partitions=2, validation=0.2, seed=7)  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if not isinstance(store, Store):
-        raise InvalidParamError(
-            f"store must be a cerebro_spark Store (see Store.create). Received: {type(store).__name__}."
-        )
-    if isinstance(num_partitions, bool) or not isinstance(num_partitions, Integral) or num_partitions < 1:
-        raise InvalidParamError(
-            f"num_partitions must be an int >= 1 (one per worker). Received: num_partitions={num_partitions!r}."
-        )
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= int(seed) < 2**63
-    ):
-        raise InvalidParamError(f"seed must be None or an int in [0, 2**63). Received: seed={seed!r}.")
-    num_partitions, seed = int(num_partitions), None if seed is None else int(seed)
+    num_partitions, seed = check_params(store, num_partitions, seed, reuse)
     features, labels = check_column_lists(feature_columns, label_columns)
     weight = check_weight_column(sample_weight_column, features, labels)
     validation = normalize_validation(validation)
