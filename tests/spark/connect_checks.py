@@ -73,14 +73,14 @@ def check_unreachable(spark, work: Path, df) -> None:
     from cerebro_spark import SparkBackend
     from cerebro_spark.errors import BackendError
 
-    def closed_port(cluster, bound):  # executors are told an address nobody listens on
+    def closed_port(backend, bound):  # executors are told an address nobody listens on
         import socket
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return "127.0.0.1", s.getsockname()[1]
 
-    SparkBackend._worker_address = staticmethod(closed_port)
+    SparkBackend._worker_address = closed_port
     started = time.monotonic()
     try:
         search(spark, str(work / "store-unreachable")).fit(df)
