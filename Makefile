@@ -97,8 +97,8 @@ docs: install
 	$(BIN)/mkdocs build --strict
 
 lint: install
-	$(BIN)/ruff check cerebro_spark tests examples benchmarks
-	$(BIN)/ruff format --check cerebro_spark tests examples benchmarks
+	$(BIN)/ruff check cerebro_spark tests examples benchmarks tools
+	$(BIN)/ruff format --check cerebro_spark tests examples benchmarks tools
 
 typecheck: install
 	$(BIN)/mypy --strict cerebro_spark/scheduler cerebro_spark/search cerebro_spark/store cerebro_spark/backend/base.py \
