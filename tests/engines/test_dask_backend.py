@@ -9,16 +9,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import distributed
 import pytest
 
-distributed = pytest.importorskip("distributed")
-
-from cerebro_spark import LocalBackend  # noqa: E402
-from cerebro_spark.backend.base import TaskRequest  # noqa: E402
-from cerebro_spark.backend.dask import DaskBackend, _DaskWorker, _is_this_machine  # noqa: E402
-from cerebro_spark.errors import BackendError, InvalidParamError  # noqa: E402
-from cerebro_spark.search import hp_choice  # noqa: E402
-from cerebro_spark.testing.fakes import fake_driver  # noqa: E402
+from cerebro_spark import LocalBackend
+from cerebro_spark.backend.base import TaskRequest
+from cerebro_spark.backend.dask import DaskBackend, _DaskWorker, _is_this_machine
+from cerebro_spark.errors import BackendError, InvalidParamError
+from cerebro_spark.search import hp_choice
+from cerebro_spark.testing.fakes import fake_driver
 
 pytestmark = pytest.mark.dask
 

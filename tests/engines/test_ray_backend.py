@@ -11,18 +11,16 @@ import sys
 import time
 
 import pytest
+import ray
 
 from cerebro_spark import LocalBackend
+from cerebro_spark.backend._control_server import WorkerLost
+from cerebro_spark.backend.ray import RayBackend, _CerebroWorker, _RayActors
+from cerebro_spark.backend.remote import JobEnded
 from cerebro_spark.errors import BackendError, InvalidParamError
 from cerebro_spark.search import hp_choice
 from cerebro_spark.store.base import Store
 from cerebro_spark.testing.fakes import fake_driver
-
-ray = pytest.importorskip("ray")
-
-from cerebro_spark.backend._control_server import WorkerLost  # noqa: E402
-from cerebro_spark.backend.ray import RayBackend, _CerebroWorker, _RayActors  # noqa: E402
-from cerebro_spark.backend.remote import JobEnded  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
