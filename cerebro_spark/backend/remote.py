@@ -175,7 +175,8 @@ class RemoteBackend(Backend):
         self._warm_up = task
 
     def set_description(self, text: str) -> None:
-        """The engine's description of the work the next :meth:`start` launches."""
+        """The engine's description of the work the next :meth:`start` launches (the Spark UI's job
+        description for ``SparkBackend``)."""
         self._description = text
 
     @property

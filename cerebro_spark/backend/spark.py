@@ -128,10 +128,6 @@ class SparkBackend(RemoteBackend):
         self._spark = spark
         self._cluster: SparkHandle | None = None
 
-    def set_description(self, text: str) -> None:
-        """The Spark UI's description of the barrier job the next :meth:`start` launches."""
-        self._description = text
-
     def describe(self) -> str:
         """Master, number of workers and the control plane's address."""
         url = self._cluster.master if self._cluster is not None else "?"

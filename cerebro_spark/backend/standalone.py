@@ -196,6 +196,7 @@ def run_worker(
     ``retry_s`` seconds, while no driver is there or all its worker ids are taken."""
     waiting_logged = False
     while True:
+        dialed = time.monotonic()
         try:
             _executor_loop.serve(
                 driver, secret, ANY_WORKER, 0, cores, gpus=gpus, connect_timeout_s=retry_s, connect_hint=_HINT
@@ -206,7 +207,9 @@ def run_worker(
             if not waiting_logged:
                 logger.info("no driver admits this worker at %s:%d yet (%s); dialing again", *driver, exc)
                 waiting_logged = True
-            time.sleep(retry_s)  # a driver that is not there yet: dial again later
+            # at most one dial per retry_s: connecting already waited that long when no driver listens,
+            # but a driver that refuses (every id taken) answers at once
+            time.sleep(max(0.0, retry_s - (time.monotonic() - dialed)))
             continue
         waiting_logged = False
         if once:
@@ -248,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_worker(args.driver, secret, cores=max(1, args.cores), gpus=gpus, once=args.once)
     except AuthenticationError as exc:
-        print(f"cerebro-worker: the driver refused this worker's secret: {exc}", file=sys.stderr)
+        logger.error("the driver refused this worker's secret: %s", exc)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -342,7 +342,7 @@ def _params(
 
 
 def _write(
-    base: DataFrame,
+    base: DataFrame | None,
     store: Store,
     root: str,
     specs: tuple[ColumnSpec, ...],
@@ -354,7 +354,8 @@ def _write(
 ) -> tuple[tuple[PartitionSpec, ...], tuple[PartitionSpec, ...]]:
     """Write the partitions and check them; returns the train and validation partitions.
 
-    Rows ``collected`` before the summary are routed and written by the driver. Otherwise, up to
+    Rows ``collected`` before the summary (or held by the driver: ``base`` is then None, see
+    :mod:`~cerebro_spark.data.prepare_local`) are routed and written by the driver. Otherwise, up to
     ``collect_max_bytes`` of stored data, the driver collects the routed rows (one Spark job, no
     shuffle, no Python workers) and writes the files itself; above, the write job runs on the
     executors. All three give the same files.
@@ -364,6 +365,8 @@ def _write(
         routed_rows = routed_table(collected, len(specs), num_partitions)
         written = write_collected(store, root, routed_rows, specs, num_partitions, range(total))
         return _finish(store, root, specs, summary, num_partitions, total, written)
+    if base is None:
+        raise InvalidParamError("_write needs the rows: a DataFrame, or the table collected on the driver.")
     if has_validation:
         train_rows = base.filter(~F.col(FLAG))
         branches = [

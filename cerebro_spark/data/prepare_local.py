@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cerebro_spark.data._collected import _POSITION, routed_table, summarize_table
+from cerebro_spark.data._collected import _POSITION, summarize_table
 from cerebro_spark.data._columns import (
     Kind,
     SourceColumn,
@@ -36,11 +36,10 @@ from cerebro_spark.data._columns import (
     normalize_validation,
 )
 from cerebro_spark.data._summary import FLAG, check_split, check_summary
-from cerebro_spark.data._writer import write_collected
 from cerebro_spark.data.prepare import (
     _column_spec,
-    _finish,
     _warn_if_large,
+    _write,
     check_params,
     complete,
     load_prepared,
@@ -53,14 +52,6 @@ from cerebro_spark.store.base import Store
 logger = logging.getLogger(__name__)
 
 _FINGERPRINT_CHARS = 32
-
-
-def is_local_data(data: Any) -> bool:
-    """Whether ``data`` is something :func:`prepare_local` reads (not a Spark DataFrame)."""
-    if isinstance(data, (pa.Table, str)):
-        return True
-    module = type(data).__module__.split(".")[0]
-    return module in ("pandas", "dask", "dask_expr", "ray")
 
 
 def to_arrow(data: Any, columns: Sequence[str] | None = None) -> pa.Table:
@@ -157,10 +148,9 @@ def prepare_local(
 
     store.delete(f"{root}/_metadata.json")  # first: a crash below must not leave a "complete" marker
     store.delete(root, recursive=True)
-    total = 2 * num_partitions if validation is not None else num_partitions
-    routed = routed_table(converted, len(specs), num_partitions)
-    written = write_collected(store, root, routed, specs, num_partitions, range(total))
-    train, val = _finish(store, root, specs, summary, num_partitions, total, written)
+    train, val = _write(
+        None, store, root, specs, summary, num_partitions, validation is not None, 0, converted
+    )
     spec = complete(
         store,
         fingerprint,
@@ -399,4 +389,4 @@ def _fingerprint(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_FINGERPRINT_CHARS]
 
 
-__all__ = ["is_local_data", "prepare_local", "to_arrow"]
+__all__ = ["prepare_local", "to_arrow"]
